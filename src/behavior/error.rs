@@ -1,0 +1,224 @@
+//! `error` and `transient`: calls that fail, after a warmup or for a while.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Behavior, Call, Direction, Verdict};
+use crate::opts::Values;
+
+/// Bytes sent instead of a response on stream protocols.
+const REPLACEMENT_LEN: usize = 1000;
+/// Bytes inserted in the middle of a response with `inject`.
+const INJECTED_LEN: usize = 100;
+
+/// Which calls fail, counted across all connections since activation.
+#[derive(Debug)]
+struct Failing {
+    inject: bool,
+    warmup: u64,
+    /// How many calls fail after the warmup; `None`: all of them.
+    window: Option<u64>,
+    calls: AtomicU64,
+}
+
+impl Failing {
+    fn new(v: &Values, window: Option<u64>) -> Result<Self, String> {
+        let warmup = u64::try_from(v.int("warmup"))
+            .map_err(|_| "warmup must not be negative".to_string())?;
+        Ok(Failing {
+            inject: v.bool("inject"),
+            warmup,
+            window,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts one call and tells whether it fails.
+    fn next_fails(&self) -> bool {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        n >= self.warmup && self.window.is_none_or(|w| n - self.warmup < w)
+    }
+
+    /// Framed protocols: the request fails before it reaches the backend.
+    fn before(&self, call: &mut Call<'_>) -> Verdict {
+        if call.framed && self.next_fails() {
+            Verdict::Fail
+        } else {
+            Verdict::Forward
+        }
+    }
+
+    /// Stream protocols: a chunk toward the client is a call; its bytes are garbled.
+    fn after(&self, call: &mut Call<'_>) -> Verdict {
+        if !call.framed && call.direction == Direction::ToClient && self.next_fails() {
+            garble(call.data, self.inject, call.rng);
+        }
+        Verdict::Forward
+    }
+}
+
+/// Replaces `data` with 1000 random bytes, or with `inject` inserts 100 in its middle.
+pub(crate) fn garble(data: &mut Vec<u8>, inject: bool, rng: &mut fastrand::Rng) {
+    if inject {
+        let mut noise = [0u8; INJECTED_LEN];
+        rng.fill(&mut noise);
+        let mid = data.len() / 2;
+        data.splice(mid..mid, noise);
+    } else {
+        data.clear();
+        data.resize(REPLACEMENT_LEN, 0);
+        rng.fill(data);
+    }
+}
+
+/// After `warmup` calls, every call fails.
+#[derive(Debug)]
+pub struct Error(Failing);
+
+impl Error {
+    /// Builds it from its option values.
+    pub fn from_values(v: &Values) -> Result<Self, String> {
+        Failing::new(v, None).map(Error)
+    }
+}
+
+impl Behavior for Error {
+    fn before(&self, call: &mut Call<'_>) -> Verdict {
+        self.0.before(call)
+    }
+    fn after(&self, call: &mut Call<'_>) -> Verdict {
+        self.0.after(call)
+    }
+}
+
+/// After `warmup` calls, the next `agitate` calls fail; the ones after pass.
+#[derive(Debug)]
+pub struct Transient(Failing);
+
+impl Transient {
+    /// Builds it from its option values.
+    pub fn from_values(v: &Values) -> Result<Self, String> {
+        let agitate = u64::try_from(v.int("agitate"))
+            .map_err(|_| "agitate must not be negative".to_string())?;
+        Failing::new(v, Some(agitate)).map(Transient)
+    }
+}
+
+impl Behavior for Transient {
+    fn before(&self, call: &mut Call<'_>) -> Verdict {
+        self.0.before(call)
+    }
+    fn after(&self, call: &mut Call<'_>) -> Verdict {
+        self.0.after(call)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opts::Value;
+    use std::time::Duration;
+
+    fn values(pairs: &[(&str, Value)]) -> Values {
+        let mut v = Values::defaults(super::super::TRANSIENT_OPTIONS);
+        for (k, val) in pairs {
+            v.set(k, val.clone());
+        }
+        v
+    }
+
+    fn framed_verdicts(b: &dyn Behavior, n: usize) -> Vec<Verdict> {
+        let mut rng = fastrand::Rng::with_seed(3);
+        (0..n)
+            .map(|_| {
+                let mut data = b"GET".to_vec();
+                let mut call = Call {
+                    direction: Direction::ToBackend,
+                    data: &mut data,
+                    rng: &mut rng,
+                    framed: true,
+                    delay: Duration::ZERO,
+                };
+                b.before(&mut call)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn error_fails_after_warmup() {
+        let e = Error::from_values(&values(&[("warmup", Value::Int(3))])).unwrap();
+        let v = framed_verdicts(&e, 5);
+        assert_eq!(
+            v,
+            [
+                Verdict::Forward,
+                Verdict::Forward,
+                Verdict::Forward,
+                Verdict::Fail,
+                Verdict::Fail
+            ]
+        );
+    }
+
+    #[test]
+    fn transient_fails_a_window_then_recovers() {
+        let t = Transient::from_values(&values(&[
+            ("agitate", Value::Int(2)),
+            ("warmup", Value::Int(1)),
+        ]))
+        .unwrap();
+        let v = framed_verdicts(&t, 5);
+        assert_eq!(
+            v,
+            [
+                Verdict::Forward,
+                Verdict::Fail,
+                Verdict::Fail,
+                Verdict::Forward,
+                Verdict::Forward
+            ]
+        );
+    }
+
+    #[test]
+    fn streams_garble_only_responses() {
+        let e = Error::from_values(&values(&[])).unwrap();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut data = b"request".to_vec();
+        let mut call = Call {
+            direction: Direction::ToBackend,
+            data: &mut data,
+            rng: &mut rng,
+            framed: false,
+            delay: Duration::ZERO,
+        };
+        assert_eq!(e.before(&mut call), Verdict::Forward);
+        assert_eq!(e.after(&mut call), Verdict::Forward);
+        assert_eq!(data, b"request");
+        let mut data = b"response".to_vec();
+        let mut call = Call {
+            direction: Direction::ToClient,
+            data: &mut data,
+            rng: &mut rng,
+            framed: false,
+            delay: Duration::ZERO,
+        };
+        e.after(&mut call);
+        assert_eq!(data.len(), REPLACEMENT_LEN);
+    }
+
+    #[test]
+    fn inject_keeps_the_response_around_the_noise() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut data = b"aaaabbbb".to_vec();
+        garble(&mut data, true, &mut rng);
+        assert_eq!(data.len(), 8 + INJECTED_LEN);
+        assert_eq!(&data[..4], b"aaaa");
+        assert_eq!(&data[data.len() - 4..], b"bbbb");
+    }
+
+    #[test]
+    fn negative_counts_are_refused() {
+        assert!(Error::from_values(&values(&[("warmup", Value::Int(-1))])).is_err());
+        assert!(Transient::from_values(&values(&[("agitate", Value::Int(-2))])).is_err());
+    }
+}

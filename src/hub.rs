@@ -1,0 +1,141 @@
+//! The hub: the one owner of the live settings (mix and backend). A change builds a new
+//! immutable [`Live`] snapshot and sends it over a crossbeam channel to every subscribed
+//! connection, which picks it up between calls; nothing on the data path takes a lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use crate::mix::Mix;
+use crate::settings::HostPort;
+
+/// What a connection needs to know at each call.
+#[derive(Debug)]
+pub struct Live {
+    /// The behavior mix drawn from for every call.
+    pub mix: Mix,
+    /// Where new connections go.
+    pub backend: HostPort,
+}
+
+#[derive(Debug)]
+struct Inner {
+    current: Arc<Live>,
+    subscribers: HashMap<u64, Sender<Arc<Live>>>,
+    next_id: u64,
+}
+
+/// Fans live-setting changes out to every connection.
+#[derive(Debug)]
+pub struct Hub {
+    inner: Mutex<Inner>,
+}
+
+impl Hub {
+    /// A hub starting with `live`.
+    pub fn new(live: Live) -> Arc<Hub> {
+        Arc::new(Hub {
+            inner: Mutex::new(Inner {
+                current: Arc::new(live),
+                subscribers: HashMap::new(),
+                next_id: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave `Inner` half-written: every change is one assignment.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<Live> {
+        self.lock().current.clone()
+    }
+
+    /// Replaces the live settings; every connection uses them from its next call on.
+    pub fn publish(&self, live: Live) {
+        let live = Arc::new(live);
+        let mut inner = self.lock();
+        inner.current = live.clone();
+        inner
+            .subscribers
+            .retain(|_, tx| tx.send(live.clone()).is_ok());
+    }
+
+    /// Subscribes a connection (or one direction of it) to changes.
+    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        let (tx, rx) = unbounded();
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.subscribers.insert(id, tx);
+        Subscription {
+            hub: self.clone(),
+            id,
+            live: inner.current.clone(),
+            rx,
+        }
+    }
+
+    /// How many subscriptions are open (two per stream connection).
+    pub fn subscribers(&self) -> usize {
+        self.lock().subscribers.len()
+    }
+}
+
+/// A connection's view of the live settings; unsubscribes when dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: u64,
+    live: Arc<Live>,
+    rx: Receiver<Arc<Live>>,
+}
+
+impl Subscription {
+    /// The newest snapshot, taking any pending change (called between calls).
+    pub fn live(&mut self) -> &Arc<Live> {
+        while let Ok(live) = self.rx.try_recv() {
+            self.live = live;
+        }
+        &self.live
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.lock().subscribers.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mix::BehaviorOptions;
+    use crate::registry::Registry;
+
+    fn live(spec: &str) -> Live {
+        Live {
+            mix: Mix::parse(spec, &Registry::builtin(), &BehaviorOptions::new()).unwrap(),
+            backend: HostPort::parse("localhost:1").unwrap(),
+        }
+    }
+
+    #[test]
+    fn subscribers_see_the_newest_snapshot_and_leave_on_drop() {
+        let hub = Hub::new(live("dummy"));
+        let mut a = hub.subscribe();
+        assert_eq!(a.live().mix.to_string(), "dummy");
+        hub.publish(live("hang"));
+        hub.publish(live("20:delay"));
+        assert_eq!(a.live().mix.to_string(), "20:delay,80:dummy");
+        let b = hub.subscribe();
+        assert_eq!(hub.subscribers(), 2);
+        drop(b);
+        drop(a);
+        assert_eq!(hub.subscribers(), 0);
+        assert_eq!(hub.current().mix.to_string(), "20:delay,80:dummy");
+    }
+}

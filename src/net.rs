@@ -1,0 +1,149 @@
+//! Sockets: the listener (socket2: reuse-address, backlog), backend connections with a
+//! timeout per resolved address, keep-alive, `TCP_NODELAY`, resets, and the open-files limit.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+
+use crate::settings::HostPort;
+
+/// Resolves `addr`, IPv4 addresses first (so `localhost` binds 127.0.0.1).
+pub fn resolve(addr: &HostPort) -> io::Result<Vec<SocketAddr>> {
+    let mut addrs: Vec<SocketAddr> = (addr.host.as_str(), addr.port).to_socket_addrs()?.collect();
+    addrs.sort_by_key(|a| a.is_ipv6());
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} resolves to no address", addr.host),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Listens on the first address of `addr` that can be bound.
+pub fn listen(addr: &HostPort, backlog: i32) -> io::Result<TcpListener> {
+    let mut last = None;
+    for a in resolve(addr)? {
+        let bound = (|| {
+            let socket = Socket::new(Domain::for_address(a), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            if a.is_ipv6() {
+                socket.set_only_v6(false).ok();
+            }
+            socket.bind(&a.into())?;
+            socket.listen(backlog)?;
+            Ok::<_, io::Error>(TcpListener::from(socket))
+        })();
+        match bound {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no address")))
+}
+
+/// Connects to the first address of `addr` that answers within `timeout` (zero: no limit).
+pub fn connect(addr: &HostPort, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = None;
+    for a in resolve(addr)? {
+        let attempt = if timeout.is_zero() {
+            TcpStream::connect(a)
+        } else {
+            TcpStream::connect_timeout(&a, timeout)
+        };
+        match attempt {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no address")))
+}
+
+/// `TCP_NODELAY`, and keep-alive probes when asked.
+pub fn tune(stream: &TcpStream, keep_alive: bool) {
+    // Without NODELAY, small writes after a delay pick up ~40 ms of Nagle.
+    let _ = stream.set_nodelay(true);
+    if keep_alive {
+        let ka = TcpKeepalive::new()
+            .with_time(Duration::from_secs(60))
+            .with_interval(Duration::from_secs(10));
+        let _ = SockRef::from(stream).set_tcp_keepalive(&ka);
+    }
+}
+
+/// Makes the coming close of `stream` send a RST instead of a FIN.
+pub fn reset_on_close(stream: &TcpStream) {
+    let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+/// Whether an error is a read timeout (Linux reports those as `WouldBlock`).
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Whether an accept error means the process is out of a resource (back off and retry).
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Raises the soft open-files limit toward `wanted`; returns the limit in force.
+pub fn raise_open_files(wanted: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < wanted {
+            let mut raised = lim;
+            raised.rlim_cur = wanted.min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_on_port_zero_and_connect() {
+        let l = listen(&HostPort::parse("127.0.0.1:0").unwrap(), 16).unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        let c = connect(
+            &HostPort::parse(&format!("localhost:{port}")).unwrap(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        tune(&c, true);
+        assert!(c.nodelay().unwrap());
+        assert!(SockRef::from(&c).keepalive().unwrap());
+    }
+
+    #[test]
+    fn refused_connection_is_an_error() {
+        let l = listen(&HostPort::parse("127.0.0.1:0").unwrap(), 16).unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        assert!(connect(
+            &HostPort::parse(&format!("127.0.0.1:{port}")).unwrap(),
+            Duration::from_secs(2)
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! The stream pump: a full-duplex byte stream where every chunk read from one side is a call.
+//!
+//! ```text
+//!            ┌──────────── pump ToBackend (the connection's worker) ───────────┐
+//! client ──▶ │ read chunk ─▶ mix.pick ─▶ behavior.before ─▶ [delay line] ─▶ write │ ──▶ backend
+//! client ◀── │ write ◀─ [delay line] ◀─ behavior.after ◀─ mix.pick ◀─ read chunk │ ◀── backend
+//!            └──────────── pump ToClient (a second worker) ─────────────────────┘
+//! ```
+//! Both pumps share one [`Link`] holding the two sockets (no fd is duplicated). A 0-byte read
+//! shuts the peer's write side and ends that pump only, so half-close reaches the other side
+//! while the rest of the response still flows back. A socket error shuts both sockets so the
+//! other pump wakes up.
+//!
+//! Latency is applied by a delay line: a chunk read at t is written at t + delay by a writer
+//! fed through a bounded channel, so a burst is delayed once, order is kept, and memory per
+//! direction is bounded (the reader blocks when the line is full). Once a direction had a
+//! delay its later chunks go through the same line, behind the delayed ones.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::behavior::{Call, Direction, Verdict};
+use crate::hub::Subscription;
+use crate::server::{Closable, ConnectionGuards, Context};
+
+/// Chunks a delay line holds before the reader waits: bounds memory per direction.
+const DELAY_LINE_CHUNKS: usize = 64;
+
+/// The two sockets of a stream connection and what both pumps share.
+pub(crate) struct Link {
+    /// Connection number, for logs (and seeds).
+    pub id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    pub client: TcpStream,
+    pub backend: TcpStream,
+    /// Set by `hang`: the client's data is dropped and nothing is answered.
+    hanging: AtomicBool,
+    /// Milliseconds since `born` of the last data either way.
+    last_activity: AtomicU64,
+    born: Instant,
+    idle_timeout: Option<Duration>,
+    stay_connected: bool,
+    /// Permit, counters and shutdown registration, released when both pumps are done.
+    _guards: ConnectionGuards,
+}
+
+impl Link {
+    pub(crate) fn new(
+        id: u64,
+        peer: SocketAddr,
+        client: TcpStream,
+        backend: TcpStream,
+        ctx: &Context,
+        mut guards: ConnectionGuards,
+    ) -> io::Result<Arc<Link>> {
+        let idle_timeout = (!ctx.settings.stay_connected && !ctx.settings.timeout.is_zero())
+            .then_some(ctx.settings.timeout);
+        // Wake up at half the idle timeout to check activity in the other direction too.
+        let poll = idle_timeout.map(|t| (t / 2).max(Duration::from_millis(10)));
+        client.set_read_timeout(poll)?;
+        backend.set_read_timeout(poll)?;
+        Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Link>| {
+            guards.track = Some(
+                ctx.tracker
+                    .register(id, weak.clone() as std::sync::Weak<dyn Closable>),
+            );
+            Link {
+                id,
+                peer,
+                client,
+                backend,
+                hanging: AtomicBool::new(false),
+                last_activity: AtomicU64::new(0),
+                born: Instant::now(),
+                idle_timeout,
+                stay_connected: ctx.settings.stay_connected,
+                _guards: guards,
+            }
+        }))
+    }
+
+    fn sides(&self, dir: Direction) -> (&TcpStream, &TcpStream) {
+        match dir {
+            Direction::ToBackend => (&self.client, &self.backend),
+            Direction::ToClient => (&self.backend, &self.client),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_activity
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_expired(&self) -> bool {
+        match self.idle_timeout {
+            Some(t) if !self.hanging.load(Ordering::Relaxed) => {
+                let idle = self.born.elapsed().as_millis() as u64
+                    - self.last_activity.load(Ordering::Relaxed);
+                idle >= t.as_millis() as u64
+            }
+            _ => false,
+        }
+    }
+
+    /// `hang`: drop the backend, keep the client open and drain it until it leaves.
+    fn hang(&self) {
+        self.hanging.store(true, Ordering::Relaxed);
+        let _ = self.backend.shutdown(Shutdown::Both);
+    }
+
+    /// A behavior closes the connection; with `--stay-connected` the client stays open.
+    fn close_by_behavior(&self) {
+        if self.stay_connected {
+            self.hang();
+        } else {
+            self.close_all();
+        }
+    }
+}
+
+impl Closable for Link {
+    fn close_all(&self) {
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.backend.shutdown(Shutdown::Both);
+    }
+}
+
+/// Runs a stream connection: the `ToClient` pump on a second worker, `ToBackend` here.
+pub(crate) fn serve(link: Arc<Link>, ctx: &Arc<Context>) {
+    let other = link.clone();
+    let other_ctx = ctx.clone();
+    let sub = ctx.hub.subscribe();
+    let rng = ctx.rng(link.id, Direction::ToClient);
+    if let Err(e) = ctx.workers.execute(Box::new(move || {
+        pump(&other, Direction::ToClient, sub, rng, &other_ctx)
+    })) {
+        log::error!(
+            "#{} cannot start a worker thread: {e}; closing {}",
+            link.id,
+            link.peer
+        );
+        link.close_all();
+        return;
+    }
+    let sub = ctx.hub.subscribe();
+    let rng = ctx.rng(link.id, Direction::ToBackend);
+    pump(&link, Direction::ToBackend, sub, rng, ctx);
+}
+
+/// Writes chunks at their due time, in order, on a worker of its own.
+struct DelayLine {
+    tx: Sender<(Instant, Vec<u8>)>,
+}
+
+impl DelayLine {
+    fn start(link: &Arc<Link>, dir: Direction, ctx: &Context) -> io::Result<DelayLine> {
+        let (tx, rx) = bounded::<(Instant, Vec<u8>)>(DELAY_LINE_CHUNKS);
+        let link = link.clone();
+        let stats = ctx.stats.clone();
+        ctx.workers.execute(Box::new(move || {
+            let (_, dst) = link.sides(dir);
+            let mut dst = dst;
+            for (due, data) in rx {
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                if let Err(e) = dst.write_all(&data) {
+                    log::debug!("#{} {}: write failed: {e}", link.id, dir.as_str());
+                    link.close_all();
+                    return;
+                }
+                stats.add_bytes(dir, data.len());
+            }
+            // The reader saw end of stream (or gave up): pass the half-close on.
+            if !link.hanging.load(Ordering::Relaxed) {
+                let _ = dst.shutdown(Shutdown::Write);
+            }
+        }))?;
+        Ok(DelayLine { tx })
+    }
+}
+
+/// Forwards one direction until its source ends.
+fn pump(
+    link: &Arc<Link>,
+    dir: Direction,
+    mut sub: Subscription,
+    mut rng: fastrand::Rng,
+    ctx: &Context,
+) {
+    let (mut src, mut dst) = link.sides(dir);
+    let bufsize = ctx.bufsize;
+    let mut buf = vec![0u8; bufsize];
+    let mut line: Option<DelayLine> = None;
+    let tag = dir.as_str();
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if crate::net::is_timeout(&e) => {
+                if link.idle_expired() {
+                    log::info!(
+                        "#{} {}: idle for {:?}, closing",
+                        link.id,
+                        link.peer,
+                        link.idle_timeout.unwrap_or_default()
+                    );
+                    link.close_all();
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                log::debug!("#{} {tag}: read failed: {e}", link.id);
+                link.close_all();
+                return;
+            }
+        };
+        let read_at = Instant::now();
+        link.touch();
+        if link.hanging.load(Ordering::Relaxed) {
+            continue; // hang: what the client sends is dropped
+        }
+        buf.truncate(n);
+        let live = sub.live();
+        let entry = live.mix.pick(&mut rng);
+        let mut call = Call {
+            direction: dir,
+            data: &mut buf,
+            rng: &mut rng,
+            framed: false,
+            delay: Duration::ZERO,
+        };
+        let verdict = match dir {
+            Direction::ToBackend => entry.behavior.before(&mut call),
+            Direction::ToClient => entry.behavior.after(&mut call),
+        };
+        let delay = call.delay;
+        if entry.name != "dummy" {
+            log::debug!(
+                "#{} {tag}: {} bytes, {} -> {verdict:?} delay {delay:?}",
+                link.id,
+                n,
+                entry.name
+            );
+        }
+        match verdict {
+            Verdict::Forward => {}
+            Verdict::Fail if dir == Direction::ToClient => {
+                crate::behavior::garble(&mut buf, false, &mut rng);
+            }
+            Verdict::Hang => {
+                link.hang();
+                if dir == Direction::ToClient {
+                    return;
+                }
+                buf.resize(bufsize, 0);
+                continue;
+            }
+            Verdict::Abort if dir == Direction::ToBackend => {
+                let _ = dst.write_all(&buf);
+                let _ = link.backend.shutdown(Shutdown::Both);
+                link.close_by_behavior();
+                return;
+            }
+            Verdict::Fail | Verdict::Close | Verdict::Abort => {
+                link.close_by_behavior();
+                return;
+            }
+        }
+        if delay.is_zero() && line.is_none() {
+            if let Err(e) = dst.write_all(&buf) {
+                log::debug!("#{} {tag}: write failed: {e}", link.id);
+                link.close_all();
+                return;
+            }
+            ctx.stats.add_bytes(dir, buf.len());
+            buf.resize(bufsize, 0);
+        } else {
+            if line.is_none() {
+                match DelayLine::start(link, dir, ctx) {
+                    Ok(l) => line = Some(l),
+                    Err(e) => {
+                        log::error!("#{} cannot start a delay line: {e}", link.id);
+                        link.close_all();
+                        return;
+                    }
+                }
+            }
+            let chunk = std::mem::replace(&mut buf, vec![0u8; bufsize]);
+            if line
+                .as_ref()
+                .is_some_and(|l| l.tx.send((read_at + delay, chunk)).is_err())
+            {
+                return; // the writer failed and closed the link
+            }
+        }
+    }
+    // End of stream from `src`.
+    if link.hanging.load(Ordering::Relaxed) {
+        if dir == Direction::ToBackend {
+            link.close_all(); // the hung client left
+        }
+        return;
+    }
+    match line {
+        Some(line) => drop(line), // the writer shuts `dst` down after the last chunk
+        None => {
+            let _ = dst.shutdown(Shutdown::Write);
+        }
+    }
+    let _ = &mut dst;
+}

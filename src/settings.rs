@@ -1,0 +1,500 @@
+//! The proxy's own options (the `[vaurien]` keys, which are also the long flags), the typed
+//! [`Settings`] read from them, and [`Config`]: everything a proxy starts from.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::mix::{BehaviorOptions, Mix};
+use crate::opts::{OptSpec, Value, Values};
+use crate::registry::Registry;
+
+/// The proxy's options, in `--help` order. The INI `[vaurien]` section takes the same names.
+pub const GLOBAL_OPTIONS: &[OptSpec] = &[
+    OptSpec::str("proxy", "localhost:8000", "", "address to listen on, HOST:PORT; port 0 picks a free port"),
+    OptSpec::str("backend", "localhost:80", "", "the real server, HOST:PORT; resolved at each new connection"),
+    OptSpec::str("protocol", "tcp", "", "protocol of the traffic"),
+    OptSpec::str("behavior", "100:dummy", "", "behavior mix PCT:NAME[,PCT:NAME...]; the rest goes to dummy"),
+    OptSpec::str("config", "", "", "read options from this INI file; the command line wins over it"),
+    OptSpec::bool("http", "false", "start the HTTP control API"),
+    OptSpec::str("http_host", "localhost", "", "control API address"),
+    OptSpec::int("http_port", "8080", "", "control API port; 0 picks a free port"),
+    OptSpec::str("http_token", "", "", "require 'Authorization: Bearer TOKEN' on the control API"),
+    OptSpec::bool(
+        "stay_connected",
+        "false",
+        "keep the client connection open when a behavior would close it, and never close it for being idle",
+    ),
+    OptSpec::float(
+        "timeout",
+        "30",
+        "seconds",
+        "backend connect timeout; a connection idle both ways this long is closed",
+    ),
+    OptSpec::int("bufsize", "8192", "bytes", "read buffer size"),
+    OptSpec::int("pool_max_size", "100", "connections", "idle backend connections kept for reuse"),
+    OptSpec::float("pool_timeout", "30", "seconds", "a pooled backend connection older than this is not reused"),
+    OptSpec::int("backlog", "8192", "connections", "listen backlog"),
+    OptSpec::bool("sync", "false", "accepted for compatibility with the original; has no effect"),
+    OptSpec::str("log_level", "info", "", "critical, error, warning, info or debug"),
+    OptSpec::str("log_output", "-", "", "log file, appended to; '-' is standard error"),
+    OptSpec::bool("statsd", "false", "send counters to statsd over UDP"),
+    OptSpec::str("statsd_host", "localhost", "", "statsd host"),
+    OptSpec::int("statsd_port", "8125", "", "statsd port"),
+    OptSpec::str("statsd_prefix", "vaurien", "", "prefix of the statsd counter names"),
+    OptSpec::float("statsd_sample_rate", "1.0", "", "fraction of counter updates sent to statsd"),
+    OptSpec::int("seed", "", "", "seed every random draw, so the same calls get the same faults"),
+    OptSpec::int("max_connections", "1024", "connections", "client connections served at once; more wait in the backlog"),
+];
+
+/// An address given as `HOST:PORT` (`[v6]:PORT` for IPv6 literals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name or IP literal, without brackets.
+    pub host: String,
+    /// Port number.
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Reads `HOST:PORT`.
+    pub fn parse(text: &str) -> Result<HostPort, String> {
+        let bad = || format!("'{text}' is not an address HOST:PORT");
+        let (host, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
+        let host = match host.strip_prefix('[') {
+            Some(rest) => rest.strip_suffix(']').ok_or_else(bad)?,
+            None if host.contains(':') => return Err(bad()),
+            None => host,
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        let port = port.parse::<u16>().map_err(|_| bad())?;
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The proxy's settings, typed and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub proxy: HostPort,
+    /// Backend address.
+    pub backend: HostPort,
+    /// Protocol name.
+    pub protocol: String,
+    /// Behavior mix spec.
+    pub behavior: String,
+    /// Start the control API.
+    pub http: bool,
+    /// Control API host.
+    pub http_host: String,
+    /// Control API port.
+    pub http_port: u16,
+    /// Bearer token of the control API.
+    pub http_token: Option<String>,
+    /// Keep client connections open when a behavior would close them; no idle timeout.
+    pub stay_connected: bool,
+    /// Connect timeout and idle timeout.
+    pub timeout: Duration,
+    /// Read buffer size in bytes.
+    pub bufsize: usize,
+    /// Idle backend connections kept for reuse.
+    pub pool_max_size: usize,
+    /// Age past which a pooled backend connection is not reused.
+    pub pool_timeout: Duration,
+    /// Listen backlog.
+    pub backlog: i32,
+    /// Log level.
+    pub log_level: log::LevelFilter,
+    /// Log file, `-` for standard error.
+    pub log_output: String,
+    /// Send statsd counters.
+    pub statsd: bool,
+    /// Statsd host.
+    pub statsd_host: String,
+    /// Statsd port.
+    pub statsd_port: u16,
+    /// Statsd name prefix.
+    pub statsd_prefix: String,
+    /// Statsd sample rate, 0..=1.
+    pub statsd_sample_rate: f64,
+    /// Seed of every random draw.
+    pub seed: Option<u64>,
+    /// Client connections served at once.
+    pub max_connections: usize,
+}
+
+/// A setting that failed its check: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The option's name (underscores).
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+fn invalid(key: &'static str, why: impl Into<String>) -> Invalid {
+    Invalid {
+        key,
+        why: why.into(),
+    }
+}
+
+/// Reads a log level name (any case; `warn` and `critical` accepted).
+pub fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
+    use log::LevelFilter as L;
+    Some(match text.to_ascii_lowercase().as_str() {
+        "critical" | "error" => L::Error,
+        "warning" | "warn" => L::Warn,
+        "info" => L::Info,
+        "debug" => L::Debug,
+        "trace" => L::Trace,
+        _ => return None,
+    })
+}
+
+fn seconds(v: &Values, key: &'static str) -> Result<Duration, Invalid> {
+    let s = v.float(key);
+    if !(0.0..=1e9).contains(&s) {
+        return Err(invalid(key, format!("{s} is not a duration in seconds")));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn port(v: &Values, key: &'static str) -> Result<u16, Invalid> {
+    u16::try_from(v.int(key))
+        .map_err(|_| invalid(key, format!("{} is not a port number", v.int(key))))
+}
+
+fn ranged(v: &Values, key: &'static str, min: i64, max: i64) -> Result<i64, Invalid> {
+    let n = v.int(key);
+    if n < min || n > max {
+        return Err(invalid(key, format!("{n} is out of range {min}..{max}")));
+    }
+    Ok(n)
+}
+
+impl Settings {
+    /// Types and checks the global values (everything but the mix and protocol names, which
+    /// need the registry).
+    pub fn from_values(v: &Values) -> Result<Settings, Invalid> {
+        let sample = v.float("statsd_sample_rate");
+        if !(0.0..=1.0).contains(&sample) {
+            return Err(invalid(
+                "statsd_sample_rate",
+                format!("{sample} is not between 0 and 1"),
+            ));
+        }
+        Ok(Settings {
+            proxy: HostPort::parse(v.str("proxy")).map_err(|e| invalid("proxy", e))?,
+            backend: HostPort::parse(v.str("backend")).map_err(|e| invalid("backend", e))?,
+            protocol: v.str("protocol").to_string(),
+            behavior: v.str("behavior").to_string(),
+            http: v.bool("http"),
+            http_host: v.str("http_host").to_string(),
+            http_port: port(v, "http_port")?,
+            http_token: v
+                .str_opt("http_token")
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            stay_connected: v.bool("stay_connected"),
+            timeout: seconds(v, "timeout")?,
+            bufsize: ranged(v, "bufsize", 1, 16 << 20)? as usize,
+            pool_max_size: ranged(v, "pool_max_size", 0, 1 << 20)? as usize,
+            pool_timeout: seconds(v, "pool_timeout")?,
+            backlog: ranged(v, "backlog", 1, i32::MAX as i64)? as i32,
+            log_level: parse_log_level(v.str("log_level")).ok_or_else(|| {
+                invalid(
+                    "log_level",
+                    format!(
+                        "'{}' is not one of critical, error, warning, info, debug",
+                        v.str("log_level")
+                    ),
+                )
+            })?,
+            log_output: v.str("log_output").to_string(),
+            statsd: v.bool("statsd"),
+            statsd_host: v.str("statsd_host").to_string(),
+            statsd_port: port(v, "statsd_port")?,
+            statsd_prefix: v.str("statsd_prefix").to_string(),
+            statsd_sample_rate: sample,
+            seed: v.int_opt("seed").map(|s| s as u64),
+            max_connections: ranged(v, "max_connections", 1, 1 << 20)? as usize,
+        })
+    }
+}
+
+/// What one source (the command line or a file) sets, before it is merged.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Proxy options by name.
+    pub globals: Vec<(&'static str, Value)>,
+    /// Behavior options: (behavior, option, value).
+    pub behaviors: Vec<(String, String, Value)>,
+    /// Protocol options: (protocol, option, value).
+    pub protocols: Vec<(String, String, Value)>,
+    /// New named behaviors: (name, base).
+    pub derived: Vec<(String, String)>,
+}
+
+/// Everything a proxy starts from: the registry, settings, and every option value.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Known behaviors and protocols, including those the file defined.
+    pub registry: Registry,
+    /// Typed proxy settings.
+    pub settings: Settings,
+    /// Raw proxy option values (for start-up logs).
+    pub globals: Values,
+    /// Option values of every behavior.
+    pub behavior_options: BehaviorOptions,
+    /// Option values of every protocol.
+    pub protocol_options: BTreeMap<String, Values>,
+}
+
+fn apply(values: &mut Values, pairs: &[(&'static str, Value)]) {
+    for (k, v) in pairs {
+        values.set(k, v.clone());
+    }
+}
+
+impl Config {
+    /// The defaults alone, as a library user starts from.
+    pub fn defaults(registry: Registry) -> Result<Config, Error> {
+        Config::build(registry, None, Overrides::default())
+    }
+
+    /// Merges defaults < `file` < `cli` and checks the result. A problem that the file alone
+    /// causes is reported against the file (exit 1), one of the command line as a usage
+    /// error (exit 2).
+    pub fn build(
+        registry: Registry,
+        file: Option<(&str, Overrides)>,
+        cli: Overrides,
+    ) -> Result<Config, Error> {
+        let mut registry = registry;
+        let empty = Overrides::default();
+        let (file_name, file) = match &file {
+            Some((name, o)) => (*name, o),
+            None => ("", &empty),
+        };
+        for (name, base) in &file.derived {
+            registry = registry
+                .derive_behavior(name, base)
+                .map_err(|e| Error::Config(format!("{file_name}: [behavior:{name}] base: {e}")))?;
+        }
+        let mut globals = Values::defaults(crate::settings::GLOBAL_OPTIONS);
+        apply(&mut globals, &file.globals);
+        let mut behavior_options = BehaviorOptions::new();
+        let mut protocol_options = BTreeMap::new();
+        for b in registry.behaviors() {
+            behavior_options.insert(b.name.to_string(), Values::defaults(b.options));
+        }
+        for p in registry.protocols() {
+            protocol_options.insert(p.name.to_string(), Values::defaults(p.options));
+        }
+        let set_behaviors = |opts: &mut BehaviorOptions, list: &[(String, String, Value)]| {
+            for (b, k, v) in list {
+                if let Some(values) = registry
+                    .behavior(b)
+                    .and_then(|s| opts.get_mut(s.name.as_ref()))
+                {
+                    values.set(k, v.clone());
+                }
+            }
+        };
+        let set_protocols = |opts: &mut BTreeMap<String, Values>,
+                             list: &[(String, String, Value)]| {
+            for (p, k, v) in list {
+                if let Some(values) = opts.get_mut(p) {
+                    values.set(k, v.clone());
+                }
+            }
+        };
+        set_behaviors(&mut behavior_options, &file.behaviors);
+        set_protocols(&mut protocol_options, &file.protocols);
+        if file_name.is_empty() {
+            // Nothing came from a file: every problem is the command line's.
+        } else if let Err(e) =
+            Config::check(&registry, &globals, &behavior_options, &protocol_options)
+        {
+            return Err(Error::Config(format!("{file_name}: {}", e.in_file())));
+        }
+        apply(&mut globals, &cli.globals);
+        set_behaviors(&mut behavior_options, &cli.behaviors);
+        set_protocols(&mut protocol_options, &cli.protocols);
+        let settings = Config::check(&registry, &globals, &behavior_options, &protocol_options)
+            .map_err(|e| Error::Usage(e.on_command_line()))?;
+        Ok(Config {
+            registry,
+            settings,
+            globals,
+            behavior_options,
+            protocol_options,
+        })
+    }
+
+    fn check(
+        registry: &Registry,
+        globals: &Values,
+        behaviors: &BehaviorOptions,
+        protocols: &BTreeMap<String, Values>,
+    ) -> Result<Settings, Problem> {
+        let settings = Settings::from_values(globals).map_err(Problem::Global)?;
+        let proto = registry.protocol(&settings.protocol).ok_or_else(|| {
+            Problem::Global(invalid(
+                "protocol",
+                format!(
+                    "unknown protocol '{}' (known: {})",
+                    settings.protocol,
+                    registry.protocol_names().join(", ")
+                ),
+            ))
+        })?;
+        for spec in registry.behaviors() {
+            if let Some(values) = behaviors.get(spec.name.as_ref()) {
+                spec.instantiate(values)
+                    .map_err(|e| Problem::Behavior(spec.name.to_string(), e))?;
+            }
+        }
+        if let Some(values) = protocols.get(proto.name) {
+            (proto.build)(values).map_err(|e| Problem::Protocol(proto.name.to_string(), e))?;
+        }
+        Mix::parse(&settings.behavior, registry, behaviors)
+            .map_err(|e| Problem::Global(invalid("behavior", e.to_string())))?;
+        Ok(settings)
+    }
+
+    /// Builds the mix the proxy starts with.
+    pub fn mix(&self) -> Result<Mix, Error> {
+        Mix::parse(
+            &self.settings.behavior,
+            &self.registry,
+            &self.behavior_options,
+        )
+        .map_err(|e| Error::Usage(e.to_string()))
+    }
+}
+
+/// Which part of the configuration failed its check.
+#[derive(Debug)]
+enum Problem {
+    Global(Invalid),
+    Behavior(String, String),
+    Protocol(String, String),
+}
+
+impl Problem {
+    fn in_file(&self) -> String {
+        match self {
+            Problem::Global(i) => format!("[vaurien] {}: {}", i.key, i.why),
+            Problem::Behavior(b, why) => format!("[behavior:{b}]: {why}"),
+            Problem::Protocol(p, why) => format!("[protocol:{p}]: {why}"),
+        }
+    }
+
+    fn on_command_line(&self) -> String {
+        match self {
+            Problem::Global(i) => format!("--{}: {}", i.key.replace('_', "-"), i.why),
+            Problem::Behavior(b, why) => format!("behavior '{b}': {why}"),
+            Problem::Protocol(p, why) => format!("protocol '{p}': {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            HostPort::parse("localhost:80").unwrap(),
+            HostPort {
+                host: "localhost".into(),
+                port: 80
+            }
+        );
+        assert_eq!(HostPort::parse("[::1]:8000").unwrap().host, "::1");
+        assert_eq!(
+            HostPort::parse("[::1]:8000").unwrap().to_string(),
+            "[::1]:8000"
+        );
+        for bad in [
+            "localhost",
+            "::1:80",
+            "host:",
+            "host:99999",
+            ":80",
+            "a b:1",
+            "[::1:80",
+        ] {
+            assert!(HostPort::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn global_defaults_parse_and_check() {
+        for o in GLOBAL_OPTIONS {
+            if !o.default.is_empty() {
+                assert!(o.parse(o.default).is_ok(), "{}", o.name);
+            }
+        }
+        let c = Config::defaults(Registry::builtin()).unwrap();
+        assert_eq!(c.settings.proxy.to_string(), "localhost:8000");
+        assert_eq!(c.settings.timeout, Duration::from_secs(30));
+        assert_eq!(c.settings.seed, None);
+        assert_eq!(c.mix().unwrap().to_string(), "dummy");
+    }
+
+    #[test]
+    fn command_line_wins_over_file_and_errors_name_their_source() {
+        let file = Overrides {
+            globals: vec![("behavior", Value::Str("20:delay".into()))],
+            ..Default::default()
+        };
+        let cli = Overrides {
+            globals: vec![("behavior", Value::Str("30:hang".into()))],
+            ..Default::default()
+        };
+        let c = Config::build(Registry::builtin(), Some(("f.ini", file.clone())), cli).unwrap();
+        assert_eq!(c.settings.behavior, "30:hang");
+        let bad_file = Overrides {
+            globals: vec![("timeout", Value::Float(-1.0))],
+            ..Default::default()
+        };
+        match Config::build(
+            Registry::builtin(),
+            Some(("f.ini", bad_file)),
+            Overrides::default(),
+        ) {
+            Err(Error::Config(m)) => assert_eq!(
+                m,
+                "f.ini: [vaurien] timeout: -1 is not a duration in seconds"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let bad_cli = Overrides {
+            globals: vec![("behavior", Value::Str("150:delay".into()))],
+            ..Default::default()
+        };
+        match Config::build(Registry::builtin(), Some(("f.ini", file)), bad_cli) {
+            Err(Error::Usage(m)) => assert!(m.starts_with("--behavior: weight '150'"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
