@@ -163,6 +163,18 @@ pub fn parse(args: &[String], registry: Registry) -> Result<Command, Error> {
     Ok(Command::Run(Box::new(config)))
 }
 
+/// Reads a command line into a configuration, as a library user starts a proxy:
+/// `config_from_args(&["--backend", "127.0.0.1:6379", "--proxy", "127.0.0.1:0"], Registry::builtin())`.
+pub fn config_from_args(args: &[&str], registry: Registry) -> Result<Config, Error> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    match parse(&args, registry)? {
+        Command::Run(config) => Ok(*config),
+        Command::Help(_) | Command::Version => Err(Error::Usage(
+            "--help and --version do not start a proxy".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ pub fn placeholder(spec: &OptSpec) -> String {
         "proxy" | "backend" => "HOST:PORT",
         "behavior" => "MIX",
         "protocol" => "NAME",
-        "config" | "log_output" => "FILE",
+        "config" | "log_output" | "pid_file" => "FILE",
         "log_level" => "LEVEL",
         "http_host" | "statsd_host" => "HOST",
         "http_port" | "statsd_port" => "PORT",

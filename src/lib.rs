@@ -1,20 +1,70 @@
 //! Vaurien: a chaos TCP proxy.
 //!
 //! Vaurien sits between an application and a backend and makes the calls between them fail on
-//! demand: delays, errors, hangs, closed connections, in a percentage mix, per protocol.
+//! demand: delays, errors, hangs, closed connections, in a percentage mix, per protocol,
+//! driven live over HTTP.
 //!
-//! The crate is also a library: [`cli::parse`] reads a command line into a
-//! [`settings::Config`], [`server::Proxy`] binds and runs it, and [`registry::Registry`] takes
-//! custom behaviors and protocols before [`main_with`] runs the stock command line.
+//! The crate is also a library, so a Rust test can start a proxy in-process on port 0, drive
+//! it through its control API, and stop it (also on drop):
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::{TcpListener, TcpStream};
+//!
+//! // A backend that answers "pong" to every connection.
+//! let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+//! let backend_addr = backend.local_addr().unwrap().to_string();
+//! std::thread::spawn(move || {
+//!     for mut conn in backend.incoming().flatten() {
+//!         let mut buf = [0u8; 4];
+//!         if conn.read_exact(&mut buf).is_ok() {
+//!             let _ = conn.write_all(b"pong");
+//!         }
+//!     }
+//! });
+//!
+//! let config = vaurien::cli::config_from_args(
+//!     &["--proxy", "127.0.0.1:0", "--backend", &backend_addr, "--http", "--http-host", "127.0.0.1", "--http-port", "0"],
+//!     vaurien::Registry::builtin(),
+//! )
+//! .unwrap();
+//! let proxy = vaurien::Vaurien::start(&config).unwrap();
+//! let client = proxy.client().unwrap();
+//!
+//! let ping = |addr| -> std::io::Result<Vec<u8>> {
+//!     let mut s = TcpStream::connect(addr)?;
+//!     s.write_all(b"ping")?;
+//!     let mut answer = Vec::new();
+//!     s.read_to_end(&mut answer)?;
+//!     Ok(answer)
+//! };
+//! {
+//!     let _blackout = client.with_behavior("blackout", &Default::default()).unwrap();
+//!     assert!(ping(proxy.proxy_addr()).map_or(true, |a| a.is_empty()), "blackout closes at once");
+//! } // the guard puts the previous behavior back
+//! let mut s = TcpStream::connect(proxy.proxy_addr()).unwrap();
+//! s.write_all(b"ping").unwrap();
+//! let mut pong = [0u8; 4];
+//! s.read_exact(&mut pong).unwrap();
+//! assert_eq!(&pong, b"pong");
+//! proxy.stop();
+//! ```
+//!
+//! [`cli::parse`] reads a command line into a [`settings::Config`]; [`Vaurien`] runs it;
+//! [`Registry`] takes custom behaviors and protocols, and [`main_with`] runs the stock command
+//! line with them.
 
 #![warn(missing_docs)]
 
 pub mod behavior;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod control;
 pub mod doc;
 pub mod error;
 pub mod hub;
+mod instance;
 pub mod logging;
 pub mod mix;
 pub mod net;
@@ -27,14 +77,11 @@ pub mod stats;
 pub mod workers;
 
 use std::io::Write;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
+pub use client::Client;
 pub use error::Error;
+pub use instance::Vaurien;
 pub use registry::Registry;
-
-/// How long a stopping proxy waits for its connections to finish.
-const DRAIN: Duration = Duration::from_millis(500);
 
 /// Runs the `vaurien` command line `args` (without the program name) with `registry`, until
 /// SIGINT or SIGTERM; returns the exit status.
@@ -62,55 +109,44 @@ fn run(registry: Registry, args: &[String]) -> Result<(), Error> {
     };
     let s = &config.settings;
     logging::init(s.log_level, &s.log_output)?;
-    let signals = signal_hook::iterator::Signals::new([
+    let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|e| Error::Start(format!("cannot handle signals: {e}")))?;
-    let proxy = server::Proxy::bind(&config)?;
-    let addr = proxy
-        .local_addr()
-        .map_err(|e| Error::Start(e.to_string()))?;
-    log_settings(&config, addr);
-    if s.http {
-        log::warn!(
-            "the control API (--http) is not available in this build yet; the option is ignored"
-        );
+    // The pid file exists before the proxy answers, so whoever waited for it can stop it.
+    if let Some(path) = &s.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| Error::Start(format!("cannot write pid file {path}: {e}")))?;
     }
-    if s.statsd {
-        log::warn!("statsd (--statsd) is not available in this build yet; the option is ignored");
-    }
-    // The machine-readable line a script waits for (the port is known only now when it was 0).
+    let proxy = Vaurien::start(&config).inspect_err(|_| {
+        if let Some(path) = &s.pid_file {
+            let _ = std::fs::remove_file(path);
+        }
+    })?;
+    log_settings(&config, &proxy);
+    // The machine-readable line a script waits for (a port 0 is known only now).
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "vaurien listening proxy={addr}");
+    let _ = writeln!(out, "{}", proxy.ready_line());
     let _ = out.flush();
     drop(out);
-    let stopper = proxy.stop_handle();
-    let signals_handle = signals.handle();
-    let watcher = std::thread::Builder::new()
-        .name("vaurien-signals".into())
-        .spawn(move || {
-            let mut signals = signals;
-            if let Some(sig) = signals.forever().next() {
-                log::info!("signal {sig} received, stopping");
-                stopper.stop();
-            }
-        })
-        .map_err(|e| Error::Start(format!("cannot start the signal thread: {e}")))?;
-    proxy.run();
-    let stats = proxy.stats();
-    let deadline = Instant::now() + DRAIN;
-    while stats.connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig} received, stopping");
     }
-    signals_handle.close();
-    let _ = watcher.join();
+    proxy.stop();
+    if let Some(path) = &s.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
     log::info!("stopped");
     Ok(())
 }
 
-fn log_settings(config: &settings::Config, addr: std::net::SocketAddr) {
+fn log_settings(config: &settings::Config, proxy: &Vaurien) {
     let s = &config.settings;
+    let addr = proxy.proxy_addr();
+    if let Some(http) = proxy.http_addr() {
+        log::info!("control API on http://{http}");
+    }
     log::info!(
         "vaurien {} listening on {addr}, backend {}, protocol {}",
         env!("CARGO_PKG_VERSION"),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::behavior::Behavior;
@@ -20,6 +21,8 @@ pub struct Entry {
     pub name: String,
     /// The activated instance (its counters start at activation).
     pub behavior: Arc<dyn Behavior>,
+    /// Calls drawn for this behavior (shared with the proxy's statistics by `count_into`).
+    pub calls: Arc<AtomicU64>,
 }
 
 /// A parsed mix; what the weights leave goes to `dummy`.
@@ -124,6 +127,7 @@ impl Mix {
             weight,
             name,
             behavior,
+            calls: Arc::default(),
         })
     }
 
@@ -138,6 +142,18 @@ impl Mix {
             r -= e.weight;
         }
         &self.dummy
+    }
+
+    /// Makes every entry count its calls into `stats`' counter of the same behavior.
+    pub fn count_into(mut self, stats: &crate::stats::Stats) -> Mix {
+        for e in self
+            .entries
+            .iter_mut()
+            .chain(std::iter::once(&mut self.dummy))
+        {
+            e.calls = stats.call_counter(&e.name);
+        }
+        self
     }
 
     /// The behaviors of the mix, without the implicit `dummy` remainder.

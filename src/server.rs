@@ -176,7 +176,24 @@ impl Proxy {
             .unwrap_or_default();
         let protocol = (proto_spec.build)(&proto_values)
             .map_err(|e| Error::Usage(format!("protocol '{}': {e}", proto_spec.name)))?;
-        let mix = config.mix()?;
+        let statsd = if settings.statsd {
+            let to = crate::settings::HostPort {
+                host: settings.statsd_host.clone(),
+                port: settings.statsd_port,
+            };
+            let client = crate::stats::Statsd::connect(
+                &to,
+                &settings.statsd_prefix,
+                proto_spec.name,
+                settings.statsd_sample_rate,
+            )
+            .map_err(|e| Error::Start(format!("statsd at {to}: {e}")))?;
+            Some(client)
+        } else {
+            None
+        };
+        let stats = Arc::new(Stats::new(statsd));
+        let mix = config.mix()?.count_into(&stats);
         let wanted = 2 * settings.max_connections as u64 + settings.pool_max_size as u64 + 64;
         let limit = crate::net::raise_open_files(wanted);
         if limit < wanted {
@@ -200,7 +217,7 @@ impl Proxy {
                 protocol,
                 hub,
                 workers: Workers::new(WORKER_IDLE),
-                stats: Arc::new(Stats::default()),
+                stats,
                 bufsize,
                 tracker: Arc::new(Tracker::default()),
             }),

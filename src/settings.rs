@@ -38,6 +38,7 @@ pub const GLOBAL_OPTIONS: &[OptSpec] = &[
     OptSpec::bool("sync", "false", "accepted for compatibility with the original; has no effect"),
     OptSpec::str("log_level", "info", "", "critical, error, warning, info or debug"),
     OptSpec::str("log_output", "-", "", "log file, appended to; '-' is standard error"),
+    OptSpec::str("pid_file", "", "", "write the process id to this file at start; removed at exit"),
     OptSpec::bool("statsd", "false", "send counters to statsd over UDP"),
     OptSpec::str("statsd_host", "localhost", "", "statsd host"),
     OptSpec::int("statsd_port", "8125", "", "statsd port"),
@@ -122,6 +123,8 @@ pub struct Settings {
     pub log_level: log::LevelFilter,
     /// Log file, `-` for standard error.
     pub log_output: String,
+    /// File to write the process id to.
+    pub pid_file: Option<String>,
     /// Send statsd counters.
     pub statsd: bool,
     /// Statsd host.
@@ -227,6 +230,10 @@ impl Settings {
                 )
             })?,
             log_output: v.str("log_output").to_string(),
+            pid_file: v
+                .str_opt("pid_file")
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
             statsd: v.bool("statsd"),
             statsd_host: v.str("statsd_host").to_string(),
             statsd_port: port(v, "statsd_port")?,

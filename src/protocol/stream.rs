@@ -28,8 +28,10 @@ use crate::behavior::{Call, Direction, Verdict};
 use crate::hub::Subscription;
 use crate::server::{Closable, ConnectionGuards, Context};
 
-/// Chunks a delay line holds before the reader waits: bounds memory per direction.
-const DELAY_LINE_CHUNKS: usize = 64;
+/// Bytes a delay line holds before the reader waits: bounds memory per direction. It is also
+/// the most a delayed direction carries per `sleep` (its bandwidth-delay product): data left
+/// waiting in the kernel while the line is full is read, and so delayed, only later.
+const DELAY_LINE_BYTES: usize = 8 << 20;
 
 /// The two sockets of a stream connection and what both pumps share.
 pub(crate) struct Link {
@@ -160,7 +162,9 @@ struct DelayLine {
 
 impl DelayLine {
     fn start(link: &Arc<Link>, dir: Direction, ctx: &Context) -> io::Result<DelayLine> {
-        let (tx, rx) = bounded::<(Instant, Vec<u8>)>(DELAY_LINE_CHUNKS);
+        // Every chunk owns a buffer of `bufsize` bytes.
+        let chunks = (DELAY_LINE_BYTES / ctx.bufsize.max(1)).max(2);
+        let (tx, rx) = bounded::<(Instant, Vec<u8>)>(chunks);
         let link = link.clone();
         let stats = ctx.stats.clone();
         ctx.workers.execute(Box::new(move || {
@@ -232,6 +236,7 @@ fn pump(
         buf.truncate(n);
         let live = sub.live();
         let entry = live.mix.pick(&mut rng);
+        ctx.stats.count_call(&entry.name, &entry.calls);
         let mut call = Call {
             direction: dir,
             data: &mut buf,
@@ -266,6 +271,9 @@ fn pump(
                 continue;
             }
             Verdict::Abort if dir == Direction::ToBackend => {
+                // From here on the `ToClient` pump drops what the backend answers, so no
+                // response slips through before the client is closed.
+                link.hanging.store(true, Ordering::Relaxed);
                 let _ = dst.write_all(&buf);
                 let _ = link.backend.shutdown(Shutdown::Both);
                 link.close_by_behavior();

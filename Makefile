@@ -1,0 +1,53 @@
+# Vaurien — build, test, demo and install.
+#   make            build the release binary
+#   make test       unit and integration tests (no external server needed)
+#   make test-real  tests against real servers and clients (MariaDB...), see .ci/run
+#   make demo       a self-contained demo: local backend, proxy with a mix, a report
+#   make install    PREFIX=/usr/local MANPREFIX=$(PREFIX)/share/man DESTDIR=
+
+PREFIX    ?= /usr/local
+MANPREFIX ?= $(PREFIX)/share/man
+DESTDIR   ?=
+CARGO     ?= cargo
+# Extra arguments for the test runner, e.g. make test TESTS=stream::
+TESTS     ?=
+
+BINS = vaurien vaurienctl
+MANS = man/vaurien.1 man/vaurienctl.1
+
+.PHONY: all build test test-real demo man lint install uninstall clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+test:
+	$(CARGO) test -- $(TESTS)
+
+test-real:
+	$(CARGO) test --test tests -- --ignored --test-threads=1 $(TESTS)
+
+demo: build
+	$(CARGO) run --quiet --release --example demo
+
+# Rewrites the generated regions of the man pages from the option declarations.
+man:
+	VAURIEN_BLESS=1 $(CARGO) test --test tests -- man::
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	for m in $(MANS); do groff -man -ww -z $$m || exit 1; done
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1
+	for b in $(BINS); do install -m 755 target/release/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; done
+	for m in $(MANS); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man1/ || exit 1; done
+
+uninstall:
+	for b in $(BINS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$b; done
+	for m in $(MANS); do rm -f $(DESTDIR)$(MANPREFIX)/man1/$$(basename $$m); done
+
+clean:
+	$(CARGO) clean

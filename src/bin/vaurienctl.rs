@@ -1,0 +1,184 @@
+//! `vaurienctl`: drives a running vaurien through its control API.
+
+use std::process::exit;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json};
+use vaurien::client::{Client, ClientError};
+
+const USAGE: &str =
+    "Usage: vaurienctl [--host URL] [--http-host HOST] [--http-port PORT] [--token TOKEN] COMMAND
+
+Commands:
+  list-behaviors                       print the behaviors the proxy knows
+  get-behavior                         print the current behavior mix
+  set-behavior NAME|MIX [OPTION=VALUE...]
+                                       set a behavior or mix, with options (e.g. sleep=2)
+  get-backend                          print the backend address
+  set-backend HOST:PORT                send new connections to HOST:PORT
+  stats                                print the proxy's counters as JSON
+  wait [--timeout SECONDS]             wait until the proxy answers (exit 1 on timeout, default 10)
+
+Options:
+  --host URL         control API address (default: http://localhost:8080)
+  --http-host HOST   control API host, with --http-port instead of --host
+  --http-port PORT   control API port (default: 8080)
+  --token TOKEN      send 'Authorization: Bearer TOKEN'
+  -h, --help         print this help
+  -V, --version      print the version
+";
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("vaurienctl: {message}");
+    exit(1)
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ! {
+    eprintln!("vaurienctl: {message} (see 'vaurienctl --help')");
+    exit(2)
+}
+
+/// `OPTION=VALUE`: a JSON literal (number, boolean) when it parses as one, else a string.
+fn option(pair: &str) -> (String, Json) {
+    let Some((k, v)) = pair.split_once('=') else {
+        usage_error(format!("'{pair}' is not OPTION=VALUE"))
+    };
+    let value = match serde_json::from_str::<Json>(v) {
+        Ok(j @ (Json::Number(_) | Json::Bool(_))) => j,
+        _ => Json::String(v.to_string()),
+    };
+    (k.trim().to_string(), value)
+}
+
+fn wait(client: &Client, args: &[String]) -> ! {
+    let mut timeout = 10.0;
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        let value = match a.as_str() {
+            "--timeout" => rest.next().cloned(),
+            other => other.strip_prefix("--timeout=").map(str::to_string),
+        };
+        match value
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|t| *t >= 0.0 && t.is_finite())
+        {
+            Some(t) => timeout = t,
+            None => usage_error(format!("wait: bad argument '{a}'")),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout);
+    let client = client.clone().with_timeout(Duration::from_millis(500));
+    loop {
+        match client.get_behavior() {
+            Ok(_) => exit(0),
+            // An answer, even an error status (a wrong token), means the proxy is up.
+            Err(ClientError::Status(..)) => exit(0),
+            Err(e) if Instant::now() >= deadline => {
+                fail(format!("no answer within {timeout} s: {e}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut opts = getopts::Options::new();
+    opts.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
+    opts.optopt("", "host", "", "URL");
+    opts.optopt("", "http-host", "", "HOST");
+    opts.optopt("", "http-port", "", "PORT");
+    opts.optopt("", "token", "", "TOKEN");
+    opts.optflag("h", "help", "");
+    opts.optflag("V", "version", "");
+    let m = opts.parse(&args).unwrap_or_else(|e| usage_error(e));
+    if m.opt_present("help") {
+        print!("{USAGE}");
+        return;
+    }
+    if m.opt_present("version") {
+        println!("vaurienctl {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    let url = match (
+        m.opt_str("host"),
+        m.opt_str("http-host"),
+        m.opt_str("http-port"),
+    ) {
+        (Some(url), None, None) => url,
+        (Some(_), _, _) => usage_error("give --host or --http-host/--http-port, not both"),
+        (None, host, port) => format!(
+            "http://{}:{}",
+            host.as_deref().unwrap_or("localhost"),
+            port.as_deref().unwrap_or("8080")
+        ),
+    };
+    let client = Client::new(&url)
+        .unwrap_or_else(|e| usage_error(e))
+        .with_token(m.opt_str("token"));
+    let Some((command, rest)) = m.free.split_first() else {
+        usage_error("a COMMAND is needed")
+    };
+    let unreachable = |e: ClientError| -> ! { fail(format!("{url}: {e}")) };
+    match command.as_str() {
+        "list-behaviors" => println!(
+            "{}",
+            client
+                .list_behaviors()
+                .unwrap_or_else(|e| unreachable(e))
+                .join(", ")
+        ),
+        "get-behavior" => println!(
+            "{}",
+            client.get_behavior().unwrap_or_else(|e| unreachable(e))
+        ),
+        "set-behavior" => {
+            let Some((name, pairs)) = rest.split_first() else {
+                usage_error("set-behavior needs a NAME or MIX")
+            };
+            let options: Map<String, Json> = pairs.iter().map(|p| option(p)).collect();
+            match client.set_behavior(name, &options) {
+                Ok(()) => println!("Behavior changed to \"{name}\""),
+                Err(ClientError::Status(400, body)) => {
+                    let about = body["errors"][0]["name"].as_str().unwrap_or("");
+                    let description = body["errors"][0]["description"].as_str().unwrap_or("");
+                    if about == "name" {
+                        let known = client.list_behaviors().unwrap_or_default().join(", ");
+                        println!("The request failed. Please use one of {known}");
+                        eprintln!("vaurienctl: {description}");
+                    } else {
+                        println!("The request failed: {description}");
+                    }
+                    exit(1)
+                }
+                Err(e) => unreachable(e),
+            }
+        }
+        "get-backend" => println!(
+            "{}",
+            client.get_backend().unwrap_or_else(|e| unreachable(e))
+        ),
+        "set-backend" => {
+            let [backend] = rest else {
+                usage_error("set-backend needs one HOST:PORT")
+            };
+            match client.set_backend(backend) {
+                Ok(()) => println!("Backend changed to \"{backend}\""),
+                Err(e @ ClientError::Status(..)) => {
+                    println!("The request failed: {e}");
+                    exit(1)
+                }
+                Err(e) => unreachable(e),
+            }
+        }
+        "stats" => {
+            let stats = client.stats().unwrap_or_else(|e| unreachable(e));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&stats).unwrap_or_default()
+            );
+        }
+        "wait" => wait(&client, rest),
+        other => usage_error(format!("unknown command '{other}'")),
+    }
+}

@@ -1,0 +1,249 @@
+//! A client of the control API, over a plain `TcpStream` and serde_json: what `vaurienctl`
+//! and Rust tests use to drive a running proxy.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::settings::HostPort;
+
+/// Why a control request failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The API could not be reached or the exchange broke.
+    Io(std::io::Error),
+    /// The API answered an error status, with its JSON body.
+    Status(u16, Json),
+    /// The answer was not the HTTP/JSON expected.
+    BadAnswer(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "{e}"),
+            ClientError::Status(code, body) => {
+                let described = body["errors"][0]["description"].as_str();
+                match described {
+                    Some(d) => write!(f, "{code}: {d}"),
+                    None => write!(f, "{code}: {body}"),
+                }
+            }
+            ClientError::BadAnswer(why) => write!(f, "bad answer: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+/// A control API client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    addr: HostPort,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client of the API at `url` (`http://HOST:PORT` or `HOST:PORT`).
+    pub fn new(url: &str) -> Result<Client, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .unwrap_or(url)
+            .trim_end_matches('/');
+        if rest.contains("://") {
+            return Err(format!("'{url}': only http:// is supported"));
+        }
+        let addr = HostPort::parse(rest)
+            .map_err(|_| format!("'{url}' is not an API address http://HOST:PORT"))?;
+        Ok(Client {
+            addr,
+            token: None,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
+    }
+
+    /// The connect and read timeout of each request (default: 10 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// One request; returns the JSON body of a 2xx answer.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Result<Json, ClientError> {
+        let mut stream = crate::net::connect(&self.addr, self.timeout)?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        let body = body.map(Json::to_string).unwrap_or_default();
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n{auth}\r\n",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body.as_bytes())?;
+        read_answer(&mut stream)
+    }
+
+    /// The current mix, e.g. `dummy` or `20:delay,80:dummy`.
+    pub fn get_behavior(&self) -> Result<String, ClientError> {
+        let body = self.request("GET", "/behavior", None)?;
+        string_field(&body, "behavior")
+    }
+
+    /// Sets a behavior or mix with options (`{"sleep": 2}`).
+    pub fn set_behavior(&self, name: &str, options: &Map<String, Json>) -> Result<(), ClientError> {
+        let mut body = options.clone();
+        body.insert("name".into(), json!(name));
+        self.request("PUT", "/behavior", Some(&Json::Object(body)))
+            .map(drop)
+    }
+
+    /// The behaviors the proxy knows, sorted.
+    pub fn list_behaviors(&self) -> Result<Vec<String>, ClientError> {
+        let body = self.request("GET", "/behaviors", None)?;
+        body["behaviors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .ok_or_else(|| ClientError::BadAnswer(format!("no behaviors in {body}")))
+    }
+
+    /// The backend new connections go to.
+    pub fn get_backend(&self) -> Result<String, ClientError> {
+        let body = self.request("GET", "/backend", None)?;
+        string_field(&body, "backend")
+    }
+
+    /// Sends new connections to `backend` (`HOST:PORT`).
+    pub fn set_backend(&self, backend: &str) -> Result<(), ClientError> {
+        self.request("PUT", "/backend", Some(&json!({"backend": backend})))
+            .map(drop)
+    }
+
+    /// The proxy's counters.
+    pub fn stats(&self) -> Result<Json, ClientError> {
+        self.request("GET", "/stats", None)
+    }
+
+    /// Sets `name` with `options` until the guard drops, then puts the previous mix back.
+    pub fn with_behavior(
+        &self,
+        name: &str,
+        options: &Map<String, Json>,
+    ) -> Result<BehaviorGuard<'_>, ClientError> {
+        let previous = self.get_behavior()?;
+        self.set_behavior(name, options)?;
+        Ok(BehaviorGuard {
+            client: self,
+            previous,
+        })
+    }
+}
+
+fn string_field(body: &Json, key: &str) -> Result<String, ClientError> {
+    body[key]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| ClientError::BadAnswer(format!("no {key} in {body}")))
+}
+
+fn read_answer(stream: &mut TcpStream) -> Result<Json, ClientError> {
+    let mut raw = Vec::new();
+    stream.take(16 << 20).read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| ClientError::BadAnswer("no end of headers".into()))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut body = &raw[split + 4..];
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::BadAnswer(format!("bad status line in {head:?}")))?;
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    if let Some(n) = length {
+        body = &body[..n.min(body.len())];
+    }
+    let json: Json = if body.is_empty() {
+        Json::Null
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ClientError::BadAnswer(format!("body is not JSON: {e}")))?
+    };
+    if (200..300).contains(&status) {
+        Ok(json)
+    } else {
+        Err(ClientError::Status(status, json))
+    }
+}
+
+/// Puts the previous mix back when dropped.
+#[derive(Debug)]
+pub struct BehaviorGuard<'a> {
+    client: &'a Client,
+    previous: String,
+}
+
+impl BehaviorGuard<'_> {
+    /// The mix that comes back when the guard drops.
+    pub fn previous(&self) -> &str {
+        &self.previous
+    }
+}
+
+impl Drop for BehaviorGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.client.set_behavior(&self.previous, &Map::new()) {
+            log::warn!("could not put behavior '{}' back: {e}", self.previous);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(Client::new("http://localhost:8080").is_ok());
+        assert!(Client::new("localhost:8080/").is_ok());
+        assert!(Client::new("https://localhost:8080").is_err());
+        assert!(Client::new("localhost").is_err());
+    }
+}
