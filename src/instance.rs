@@ -113,10 +113,12 @@ impl Vaurien {
     }
 
     fn shutdown(&mut self) {
+        // `stop` consumes the handle and `Drop` runs after it: drain once.
+        let Some(accept_thread) = self.accept_thread.take() else {
+            return;
+        };
         self.stopper.stop();
-        if let Some(t) = self.accept_thread.take() {
-            let _ = t.join();
-        }
+        let _ = accept_thread.join();
         if let Some(mut c) = self.control.take() {
             c.stop();
         }

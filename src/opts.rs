@@ -114,10 +114,14 @@ impl OptSpec {
             (d, OptKind::Str) => format!("'{d}'"),
             (d, _) => d.to_string(),
         };
-        if self.unit.is_empty() || self.default.is_empty() {
+        let unit = match self.default {
+            "1" => self.unit.strip_suffix('s').unwrap_or(self.unit),
+            _ => self.unit,
+        };
+        if unit.is_empty() || self.default.is_empty() {
             format!("{} (default: {default})", self.help)
         } else {
-            format!("{} (default: {default} {})", self.help, self.unit)
+            format!("{} (default: {default} {unit})", self.help)
         }
     }
 

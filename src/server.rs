@@ -55,7 +55,10 @@ impl Tracker {
     }
 
     fn close_all(&self) {
-        for conn in self.lock().values().filter_map(Weak::upgrade) {
+        // Upgrade under the lock, close outside it: the last `Arc` of a connection may be
+        // dropped here, and its `TrackGuard` takes the lock again.
+        let live: Vec<Arc<dyn Closable>> = self.lock().values().filter_map(Weak::upgrade).collect();
+        for conn in &live {
             conn.close_all();
         }
     }

@@ -4,3 +4,20 @@ mod support;
 
 /// Command line, exit statuses, `--help`, INI files given to the binary.
 mod cli;
+/// The man page: every `--help` flag documented, generated regions in step, groff clean.
+mod man;
+
+/// Stream protocols end to end: data integrity, half-close, server-first, timeouts, limits.
+mod stream;
+
+/// Behaviors on a stream as a client sees them: delay, error, hang, blackout, abort, seeds.
+mod behaviors;
+
+/// Against a real MariaDB server and `mariadb` client (ignored: `make test-real`).
+mod real_mysql;
+
+/// The control API, vaurienctl, statistics and statsd, and a Makefile driving vaurien.
+mod control;
+
+/// The library API of SPEC §9, used only through the public crate interface.
+mod library;

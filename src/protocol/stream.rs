@@ -18,7 +18,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,9 @@ use crate::server::{Closable, ConnectionGuards, Context};
 /// waiting in the kernel while the line is full is read, and so delayed, only later.
 const DELAY_LINE_BYTES: usize = 8 << 20;
 
+/// How often a delay line waiting for a chunk's due time checks that the link is not closed.
+const CLOSED_POLL: Duration = Duration::from_millis(50);
+
 /// The two sockets of a stream connection and what both pumps share.
 pub(crate) struct Link {
     /// Connection number, for logs (and seeds).
@@ -43,6 +46,10 @@ pub(crate) struct Link {
     pub backend: TcpStream,
     /// Set by `hang`: the client's data is dropped and nothing is answered.
     hanging: AtomicBool,
+    /// Set by `close_all`: delay lines drop what they hold instead of waiting for it.
+    closed: AtomicBool,
+    /// Chunks waiting in delay lines: data in flight, so the link is not idle.
+    delayed_chunks: AtomicUsize,
     /// Milliseconds since `born` of the last data either way.
     last_activity: AtomicU64,
     born: Instant,
@@ -78,6 +85,8 @@ impl Link {
                 client,
                 backend,
                 hanging: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                delayed_chunks: AtomicUsize::new(0),
                 last_activity: AtomicU64::new(0),
                 born: Instant::now(),
                 idle_timeout,
@@ -101,7 +110,10 @@ impl Link {
 
     fn idle_expired(&self) -> bool {
         match self.idle_timeout {
-            Some(t) if !self.hanging.load(Ordering::Relaxed) => {
+            Some(t)
+                if !self.hanging.load(Ordering::Relaxed)
+                    && self.delayed_chunks.load(Ordering::Relaxed) == 0 =>
+            {
                 let idle = self.born.elapsed().as_millis() as u64
                     - self.last_activity.load(Ordering::Relaxed);
                 idle >= t.as_millis() as u64
@@ -128,6 +140,7 @@ impl Link {
 
 impl Closable for Link {
     fn close_all(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         let _ = self.client.shutdown(Shutdown::Both);
         let _ = self.backend.shutdown(Shutdown::Both);
     }
@@ -171,11 +184,22 @@ impl DelayLine {
             let (_, dst) = link.sides(dir);
             let mut dst = dst;
             for (due, data) in rx {
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
+                // Wait for the due time, unless the link closes meanwhile: a closed link
+                // must not be kept alive (its permit held) by the data it can no longer send.
+                loop {
+                    if link.closed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let now = Instant::now();
+                    if due <= now {
+                        break;
+                    }
+                    std::thread::sleep((due - now).min(CLOSED_POLL));
                 }
-                if let Err(e) = dst.write_all(&data) {
+                let written = dst.write_all(&data);
+                link.delayed_chunks.fetch_sub(1, Ordering::Relaxed);
+                link.touch();
+                if let Err(e) = written {
                     log::debug!("#{} {}: write failed: {e}", link.id, dir.as_str());
                     link.close_all();
                     return;
@@ -304,6 +328,7 @@ fn pump(
                 }
             }
             let chunk = std::mem::replace(&mut buf, vec![0u8; bufsize]);
+            link.delayed_chunks.fetch_add(1, Ordering::Relaxed);
             if line
                 .as_ref()
                 .is_some_and(|l| l.tx.send((read_at + delay, chunk)).is_err())

@@ -23,17 +23,16 @@ pub fn within<T: Send + 'static>(
     });
     match rx.recv_timeout(limit) {
         Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("{what}: failed (see the panic above)")
+        }
         Err(_) => panic!("{what}: no result within {limit:?}"),
     }
 }
 
 /// Asserts `actual` is within `tolerance` of `expected`.
 pub fn assert_delta(actual: Duration, expected: Duration, tolerance: Duration, what: &str) {
-    let diff = if actual > expected {
-        actual - expected
-    } else {
-        expected - actual
-    };
+    let diff = actual.abs_diff(expected);
     assert!(
         diff <= tolerance,
         "{what}: {actual:?} is not within {tolerance:?} of {expected:?}"
@@ -230,4 +229,118 @@ pub fn read_to_end(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// What one read from a socket gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Some bytes.
+    Data(Vec<u8>),
+    /// End of stream (the peer closed).
+    Eof,
+    /// The peer reset the connection (or it was aborted).
+    Reset,
+    /// Nothing within the socket's read timeout.
+    TimedOut,
+}
+
+impl ReadOutcome {
+    /// True when the connection was closed, by a FIN or a reset.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, ReadOutcome::Eof | ReadOutcome::Reset)
+    }
+}
+
+/// One read of up to 64 KiB, classified.
+pub fn read_once(s: &mut TcpStream) -> ReadOutcome {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        return match s.read(&mut buf) {
+            Ok(0) => ReadOutcome::Eof,
+            Ok(n) => ReadOutcome::Data(buf[..n].to_vec()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                ReadOutcome::TimedOut
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                ReadOutcome::Reset
+            }
+            Err(e) => panic!("read failed: {e}"),
+        };
+    }
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_exactly(s: &mut TcpStream, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = vec![0u8; n];
+    s.read_exact(&mut out)?;
+    Ok(out)
+}
+
+/// Writes `msg` and reads back exactly as many bytes (one round trip through an echo).
+pub fn exchange(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    s.write_all(msg).expect("write to the proxy");
+    read_exactly(s, msg.len()).expect("read the echo")
+}
+
+/// `n` pseudo-random bytes from `seed`.
+pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    fastrand::Rng::with_seed(seed).fill(&mut out);
+    out
+}
+
+impl Backend {
+    /// Speaks first: sends `greeting` on every connection, then echoes.
+    pub fn greeting(greeting: &'static [u8]) -> Backend {
+        Backend::start(move |mut s| {
+            if s.write_all(greeting).is_err() {
+                return;
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n @ 1..) = s.read(&mut buf) {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Reports every accepted connection's input (read to end of stream) on `tx`; with
+    /// `answer`, writes it back as soon as the first bytes arrive.
+    pub fn recording(
+        tx: std::sync::mpsc::Sender<Vec<u8>>,
+        answer: Option<&'static [u8]>,
+    ) -> Backend {
+        let tx = std::sync::Mutex::new(tx);
+        Backend::start(move |mut s| {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut answered = false;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        if let (Some(a), false) = (answer, answered) {
+                            answered = true;
+                            let _ = s.write_all(a);
+                        }
+                    }
+                }
+            }
+            let tx = tx.lock().unwrap().clone();
+            let _ = tx.send(got);
+        })
+    }
 }

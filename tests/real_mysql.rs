@@ -1,0 +1,564 @@
+//! `--protocol mysql` against a real MariaDB server and the real `mariadb` command-line client.
+//!
+//! Every test here is `#[ignore]`d: `make test` skips them, `make test-real` (see `.ci/run`)
+//! runs them. They fail, never skip, when `mariadbd`, `mariadb-install-db` or `mariadb` is
+//! missing (Debian: `apt-get install mariadb-server mariadb-client`).
+//!
+//! The module shares one private server, started by the first test that needs it:
+//! `mariadb-install-db` fills a datadir under the temp dir (`vaurien-mariadb-PID`, root with an
+//! empty password), then `mariadbd --no-defaults` serves it on 127.0.0.1 and a free port, with
+//! its socket and pid file in that directory and no binary log. It is ready when its stderr
+//! says "ready for connections" (waited for inside `within`, never by sleeping).
+//!
+//! Clean-up: an `atexit` handler of the test binary sends the server SIGTERM by its pid, waits
+//! for it to exit (SIGKILL after 30 s) and removes the directory. If the test binary dies
+//! without running `atexit` handlers (a signal), the server still gets SIGTERM: it is spawned
+//! with `PR_SET_PDEATHSIG` from a thread that lives as long as the process. Directories left by
+//! such a death are removed by the next run once their pid is gone.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+#[cfg(target_os = "linux")]
+use std::os::unix::process::CommandExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// The private MariaDB server of this module.
+struct MariaDb {
+    /// Its TCP port on 127.0.0.1.
+    port: u16,
+    /// Datadir, socket and pid file live here; removed when the server stops.
+    dir: PathBuf,
+    /// Taken by [`MariaDb::stop`].
+    child: Mutex<Option<Child>>,
+    /// Everything it wrote on stderr so far.
+    log: Arc<Mutex<String>>,
+}
+
+static SERVER: OnceLock<Result<MariaDb, String>> = OnceLock::new();
+
+/// The module's server, started on first use; panics (fails the test) if it cannot start.
+fn server() -> &'static MariaDb {
+    let started = SERVER.get_or_init(|| {
+        catch_unwind(start_server).unwrap_or_else(|_| Err("starting mariadbd panicked".into()))
+    });
+    match started {
+        Ok(server) => server,
+        Err(e) => panic!("no MariaDB server for the real-mysql tests: {e}"),
+    }
+}
+
+/// Finds the first of `names` in `PATH`, then in the sbin directories (`mariadbd` lives in
+/// `/usr/sbin`, which is not on every user's `PATH`).
+fn find_tool(names: &[&str]) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(
+        ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
+            .iter()
+            .map(PathBuf::from),
+    );
+    names
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
+        .find(|p| p.is_file())
+}
+
+fn need_tool(names: &[&str], package: &str) -> Result<PathBuf, String> {
+    find_tool(names).ok_or_else(|| {
+        format!(
+            "{} not found in PATH nor /usr/sbin: install {package} (make test-real needs \
+             mariadb-server and mariadb-client, see .ci/run)",
+            names[0]
+        )
+    })
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound, read, released).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Spawns `cmd` so that it gets SIGTERM when this process dies: the parent-death signal fires
+/// when the spawning *thread* exits, so the spawn happens on a thread that never returns.
+fn spawn_tied_to_this_process(mut cmd: Command) -> std::io::Result<Child> {
+    // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    thread::Builder::new()
+        .name("mariadbd-parent".into())
+        .spawn(move || {
+            let _ = tx.send(cmd.spawn());
+            loop {
+                thread::park();
+            }
+        })
+        .expect("spawn the mariadbd-parent thread");
+    rx.recv().expect("mariadbd-parent thread answers")
+}
+
+/// Removes `vaurien-mariadb-PID` directories of test runs that died without cleaning up.
+fn remove_stale_dirs(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("vaurien-mariadb-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+extern "C" fn stop_server_at_exit() {
+    if let Some(Ok(server)) = SERVER.get() {
+        server.stop();
+    }
+}
+
+fn tail(log: &Mutex<String>, lines: usize) -> String {
+    let log = log.lock().unwrap_or_else(|e| e.into_inner());
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Initialises a datadir and starts `mariadbd` on it; retries with another port if the one
+/// picked was taken in the meantime.
+fn start_server() -> Result<MariaDb, String> {
+    let mariadbd = need_tool(&["mariadbd", "mysqld"], "mariadb-server")?;
+    let install_db = need_tool(
+        &["mariadb-install-db", "mysql_install_db"],
+        "mariadb-server",
+    )?;
+    need_tool(&["mariadb", "mysql"], "mariadb-client")?;
+
+    let tmp = std::env::temp_dir();
+    remove_stale_dirs(&tmp);
+    let dir = tmp.join(format!("vaurien-mariadb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let datadir = dir.join("data");
+    let root = running_as_root();
+
+    let mut install = Command::new(&install_db);
+    install
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", datadir.display()))
+        .args([
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ])
+        .args(root.then_some("--user=root"))
+        .stdin(Stdio::null());
+    let out = within(
+        Duration::from_secs(120),
+        "mariadb-install-db to finish",
+        move || install.output(),
+    )
+    .map_err(|e| format!("run {}: {e}", install_db.display()))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!(
+            "{} failed ({}):\n{}{}",
+            install_db.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+
+    // Registered before the server exists so that no exit path can miss it; it does nothing
+    // until SERVER holds a running server.
+    // SAFETY: atexit(3) with a plain `extern "C" fn` that never unwinds.
+    unsafe { libc::atexit(stop_server_at_exit) };
+
+    let mut last_error = String::new();
+    for _attempt in 0..3 {
+        let port = free_port();
+        let mut cmd = Command::new(&mariadbd);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--socket={}", dir.join("mariadbd.sock").display()))
+            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
+            .arg(format!("--port={port}"))
+            .args(["--bind-address=127.0.0.1", "--skip-networking=0"])
+            .args(root.then_some("--user=root"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = spawn_tied_to_this_process(cmd)
+            .map_err(|e| format!("spawn {}: {e}", mariadbd.display()))?;
+
+        // Drain stderr for the server's whole life (a full pipe would block it) and report
+        // readiness (true) or end of output (false).
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let ready = line.contains("ready for connections");
+                {
+                    let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                if ready {
+                    let _ = ready_tx.send(true);
+                }
+            }
+            let _ = ready_tx.send(false);
+        });
+        let ready = catch_unwind(AssertUnwindSafe(|| {
+            within(
+                Duration::from_secs(60),
+                "mariadbd to log 'ready for connections'",
+                move || ready_rx.recv().unwrap_or(false),
+            )
+        }));
+        if matches!(ready, Ok(true)) {
+            return Ok(MariaDb {
+                port,
+                dir,
+                child: Mutex::new(Some(child)),
+                log,
+            });
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let stderr = tail(&log, 40);
+        last_error = match ready {
+            Ok(_) => {
+                format!("mariadbd exited before it was ready; its stderr ends with:\n{stderr}")
+            }
+            Err(_) => {
+                format!("mariadbd was not ready within 60 s; its stderr ends with:\n{stderr}")
+            }
+        };
+        let port_taken = stderr.contains("Bind on TCP/IP port") || stderr.contains("in use");
+        if !port_taken {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Err(last_error)
+}
+
+impl MariaDb {
+    /// SIGTERM by pid, wait for the exit (SIGKILL after 30 s), remove the directory.
+    fn stop(&self) {
+        let taken = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut child) = taken {
+            // SAFETY: kill(2) on the pid of our own child, not reaped yet.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// `host:port` for `--backend`.
+    fn backend(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Panics with the server's recent stderr if it is no longer running.
+    fn assert_alive(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let status = child.as_mut().map(|c| c.try_wait());
+        assert!(
+            matches!(status, Some(Ok(None))),
+            "mariadbd is gone ({status:?}); its stderr ends with:\n{}",
+            tail(&self.log, 40)
+        );
+    }
+}
+
+/// The start of `s`, for failure messages (outputs here reach 400 KB).
+fn head(s: &str) -> &str {
+    let mut end = s.len().min(600);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// What one run of the `mariadb` client gave, and how long it took.
+struct Run {
+    out: Output,
+    took: Duration,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    /// Panics with the client's stderr unless it exited 0.
+    fn ok(self, what: &str) -> Run {
+        assert!(
+            self.out.status.success(),
+            "{what}: mariadb failed ({}):\n{}",
+            self.out.status,
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// `mariadb --protocol=TCP -h 127.0.0.1 -P PORT -u root --connect-timeout=T -e SQL`, the whole
+/// run bounded by `limit`.
+fn mariadb(port: u16, connect_timeout: u32, sql: &str, limit: Duration) -> Run {
+    let client =
+        need_tool(&["mariadb", "mysql"], "mariadb-client").unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(client);
+    cmd.args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+        .arg("-P")
+        .arg(port.to_string())
+        .args(["-u", "root"])
+        .arg(format!("--connect-timeout={connect_timeout}"))
+        .arg("-e")
+        .arg(sql)
+        .stdin(Stdio::null());
+    within(limit, "the mariadb client to finish", move || {
+        let started = Instant::now();
+        let out = cmd.output().expect("run the mariadb client");
+        Run {
+            out,
+            took: started.elapsed(),
+        }
+    })
+}
+
+/// Direct to the server.
+fn direct(sql: &str) -> Run {
+    mariadb(server().port, 5, sql, Duration::from_secs(60))
+}
+
+fn mysql_proxy(behavior: &str, extra: &[&str]) -> Vaurien {
+    let backend = server().backend();
+    let mut args = vec![
+        "--protocol",
+        "mysql",
+        "--backend",
+        &backend,
+        "--behavior",
+        behavior,
+    ];
+    args.extend_from_slice(extra);
+    Vaurien::start(&args)
+}
+
+/// The proxy is still up, accepts a new connection, and logged no panic.
+fn assert_proxy_survived(proxy: &mut Vaurien, after: &str) {
+    assert!(
+        proxy.is_running(),
+        "vaurien exited after {after}; its log:\n{}",
+        proxy.log()
+    );
+    let conn = TcpStream::connect_timeout(&proxy.addr, Duration::from_secs(5));
+    assert!(
+        conn.is_ok(),
+        "vaurien refuses new connections after {after}: {conn:?}; its log:\n{}",
+        proxy.log()
+    );
+    drop(conn);
+    let log = proxy.log();
+    assert!(
+        !log.contains("panicked") && !log.contains("ended on a bug"),
+        "vaurien logged a panic after {after}:\n{log}"
+    );
+}
+
+/// Runs a session through a proxy with `behavior`; the client must fail with one of `expected`
+/// in its stderr, and the proxy must survive. Returns how long the client took to give up.
+fn assert_session_fails(behavior: &str, connect_timeout: u32, expected: &[&str]) -> Duration {
+    let _ = server();
+    let mut proxy = mysql_proxy(behavior, &[]);
+    let run = mariadb(
+        proxy.addr.port(),
+        connect_timeout,
+        "SELECT 1",
+        Duration::from_secs(30),
+    );
+    let stderr = run.stderr();
+    eprintln!("{behavior}: the client said: {}", stderr.trim());
+    assert!(
+        !run.out.status.success(),
+        "{behavior}: the client succeeded through the proxy:\n{}",
+        head(&run.stdout())
+    );
+    assert!(
+        expected.iter().any(|e| stderr.contains(e)),
+        "{behavior}: the client's error is none of {expected:?}:\n{stderr}"
+    );
+    assert_proxy_survived(&mut proxy, behavior);
+    // The server did not suffer either.
+    server().assert_alive();
+    direct("SELECT 1").ok("the server after the failed session");
+    run.took
+}
+
+/// One session's statements: DDL, inserts (one with a 60 KB literal: many chunks towards the
+/// server), selects of a few rows, 2000 rows and a 200 KB value (many chunks back).
+fn session_sql(body: &str) -> String {
+    format!(
+        "DROP DATABASE IF EXISTS vaurien_real;\n\
+         CREATE DATABASE vaurien_real;\n\
+         USE vaurien_real;\n\
+         CREATE TABLE pets (id INT PRIMARY KEY, name VARCHAR(40), born DATE) ENGINE=InnoDB;\n\
+         INSERT INTO pets VALUES (1,'Fluffy','2019-02-04'),(2,'Claws','2020-03-17'),\
+         (3,'Buffy','2018-05-13'),(4,'Fang','2021-08-27');\n\
+         CREATE TABLE notes (id INT PRIMARY KEY, body MEDIUMTEXT);\n\
+         INSERT INTO notes VALUES (1, '{body}');\n\
+         SELECT * FROM pets ORDER BY id;\n\
+         SELECT COUNT(*) AS n, MIN(born) AS oldest, MAX(name) AS last FROM pets;\n\
+         SELECT id, LENGTH(body) AS len, MD5(body) AS md5 FROM notes;\n\
+         SELECT seq, seq * seq AS square FROM seq_1_to_2000;\n\
+         SELECT REPEAT('x', 200000) AS big;\n"
+    )
+}
+
+#[test]
+#[ignore = "needs mariadb-server: make test-real"]
+fn dummy_session_gives_the_same_output_as_a_direct_one() {
+    let body: String = (0..60_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let sql = session_sql(&body);
+    let direct_run = direct(&sql).ok("direct session");
+    let expected = direct_run.stdout();
+    // Not vacuous: the direct output has what the statements ask for.
+    for wanted in [
+        "id\tname\tborn\n1\tFluffy\t2019-02-04\n2\tClaws\t2020-03-17\n",
+        "n\toldest\tlast\n4\t2018-05-13\tFluffy\n",
+        "\n1\t60000\t",
+        "\n1999\t3996001\n2000\t4000000\n",
+    ] {
+        assert!(
+            expected.contains(wanted),
+            "{wanted:?} is not in the direct output:\n{}",
+            head(&expected)
+        );
+    }
+    assert!(expected.contains(&format!("\nbig\n{}\n", "x".repeat(200_000))));
+
+    let mut proxy = mysql_proxy("100:dummy", &[]);
+    let proxied =
+        mariadb(proxy.addr.port(), 5, &sql, Duration::from_secs(60)).ok("proxied session");
+    let got = proxied.stdout();
+    assert_eq!(got.len(), expected.len(), "output sizes differ");
+    assert!(
+        got == expected,
+        "the proxied output differs from the direct one"
+    );
+
+    // What the proxied session wrote is in the server.
+    let check = direct("SELECT name FROM vaurien_real.pets ORDER BY id").ok("direct check");
+    assert_eq!(check.stdout(), "name\nFluffy\nClaws\nBuffy\nFang\n");
+
+    // Several sessions in a row through the same proxy.
+    for i in 0..5 {
+        let run = mariadb(
+            proxy.addr.port(),
+            5,
+            &format!("SELECT {i} AS i, COUNT(*) AS n FROM vaurien_real.pets"),
+            Duration::from_secs(30),
+        )
+        .ok("a short session");
+        assert_eq!(run.stdout(), format!("i\tn\n{i}\t4\n"));
+    }
+    assert_proxy_survived(&mut proxy, "dummy sessions");
+}
+
+#[test]
+#[ignore = "needs mariadb-server: make test-real"]
+fn blackout_fails_the_client_and_the_proxy_survives() {
+    assert_session_fails(
+        "100:blackout",
+        5,
+        &["Lost connection", "closed", "gone away"],
+    );
+}
+
+#[test]
+#[ignore = "needs mariadb-server: make test-real"]
+fn abort_fails_the_client_and_the_proxy_survives() {
+    assert_session_fails("100:abort", 5, &["Lost connection", "closed", "gone away"]);
+}
+
+#[test]
+#[ignore = "needs mariadb-server: make test-real"]
+fn hang_times_the_client_out_and_the_proxy_survives() {
+    // The greeting never comes: the client gives up after its 3 s connect timeout.
+    let took = assert_session_fails("100:hang", 3, &["Lost connection", "timed out", "timeout"]);
+    assert!(
+        took >= Duration::from_millis(2500),
+        "the client gave up after {took:?}, before its 3 s timeout: the connection was not held"
+    );
+}
+
+#[test]
+#[ignore = "needs mariadb-server: make test-real"]
+fn delay_slows_a_session_that_still_works() {
+    // Four packets go to the server one after the other, each waiting for the answer to the
+    // previous one: the handshake response and three queries; each is 0.3 s late.
+    let sql = "SELECT 1 AS a; SELECT 'two' AS b; \
+               SELECT COUNT(*) AS c FROM (SELECT 1 AS n UNION SELECT 2) AS t";
+    let direct_run = direct(sql).ok("direct session");
+    let proxy = mysql_proxy("100:delay", &["--behavior-delay-sleep", "0.3"]);
+    let proxied = mariadb(proxy.addr.port(), 5, sql, Duration::from_secs(60)).ok("delayed session");
+    assert_eq!(proxied.stdout(), direct_run.stdout());
+    assert_eq!(proxied.stdout(), "a\n1\nb\ntwo\nc\n2\n");
+    let (slow, fast) = (proxied.took, direct_run.took);
+    assert!(
+        slow >= Duration::from_millis(1000) && slow >= fast + Duration::from_millis(800),
+        "4 packets 0.3 s late each should add about 1.2 s: direct {fast:?}, delayed {slow:?}"
+    );
+    assert!(
+        slow <= fast + Duration::from_secs(10),
+        "the delayed session took far too long: direct {fast:?}, delayed {slow:?}"
+    );
+}
