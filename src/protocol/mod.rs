@@ -5,9 +5,11 @@
 //! beside them with their own read loop.
 
 use std::fmt;
+use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
 use crate::opts::{OptSpec, Values};
+use crate::settings::HostPort;
 
 pub mod stream;
 
@@ -28,6 +30,130 @@ pub trait Protocol: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
     /// The options shared by every protocol.
     fn stream_options(&self) -> &StreamOptions;
+    /// A framing session for one connection to `backend`; `None` for a byte stream, where
+    /// every chunk is a call.
+    fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
+        None
+    }
+}
+
+/// How the body that follows a message head is delimited (HTTP); the driver copies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Body {
+    /// No body: the head is the whole message.
+    #[default]
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`, trailers included.
+    Chunked,
+    /// Everything until the sender closes (a response only).
+    UntilClose,
+}
+
+/// What the driver needs to know about a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// A short name for logs: the HTTP method, the redis or memcache command.
+    pub name: String,
+    /// Whether the backend answers it (false: memcache `noreply`, `quit`).
+    pub expects_response: bool,
+    /// The body that follows the head, copied by [`Framing::copy_body`].
+    pub body: Body,
+    /// Written to the client right after the head is forwarded (HTTP `100 Continue`).
+    pub early_reply: Vec<u8>,
+    /// After this call the connection becomes a tunnel (redis SUBSCRIBE, MONITOR).
+    pub tunnel: bool,
+    /// The client closes or asked to close after this call (HTTP/1.0, `Connection: close`,
+    /// `quit`).
+    pub close: bool,
+    /// Protocol-private flags (HTTP: a HEAD request, an upgrade asked for...).
+    pub flags: u32,
+}
+
+impl Request {
+    /// The pseudo-request a server-first protocol's greeting answers.
+    pub fn greeting() -> Request {
+        Request {
+            name: "greeting".into(),
+            expects_response: true,
+            ..Request::default()
+        }
+    }
+}
+
+/// What the driver needs to know about a response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    /// The body that follows the head, copied by [`Framing::copy_body`].
+    pub body: Body,
+    /// After this response the connection becomes a tunnel (HTTP 101).
+    pub tunnel: bool,
+    /// The backend closes after this response, or the connection must not be reused.
+    pub close: bool,
+}
+
+/// A protocol's own error answer, for the `error` behavior.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// Bytes sent to the client instead of the backend's answer.
+    pub bytes: Vec<u8>,
+    /// Close the client connection after it (HTTP).
+    pub close: bool,
+}
+
+/// One connection's framing: pure parsers over buffered readers, with the state a session
+/// needs (an SMTP `DATA` body follows a `354` reply). Malformed data is an
+/// `io::ErrorKind::InvalidData` error; the driver closes that connection with a warning.
+pub trait Framing: Send {
+    /// Whether the backend speaks first (a greeting read as the response to
+    /// [`Request::greeting`]).
+    fn server_speaks_first(&self) -> bool {
+        false
+    }
+    /// Reads the next request's head from the client into `head` (for line protocols, the
+    /// whole request with its data block). `Ok(None)`: the client closed between requests.
+    fn read_request(
+        &mut self,
+        client: &mut dyn BufRead,
+        head: &mut Vec<u8>,
+    ) -> io::Result<Option<Request>>;
+    /// Reads the head of the response to `req` from the backend into `head` (interim HTTP 1xx
+    /// responses included; for line protocols the whole reply).
+    fn read_response(
+        &mut self,
+        req: &Request,
+        backend: &mut dyn BufRead,
+        head: &mut Vec<u8>,
+    ) -> io::Result<Response>;
+    /// Copies a body delimited by `body` from `from` to `to`, as it arrives.
+    fn copy_body(
+        &mut self,
+        body: Body,
+        from: &mut dyn BufRead,
+        to: &mut dyn Write,
+    ) -> io::Result<()> {
+        match body {
+            Body::None => Ok(()),
+            Body::Length(n) => {
+                let copied = io::copy(&mut Read::take(&mut *from, n), to)?;
+                if copied < n {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "body cut short",
+                    ));
+                }
+                Ok(())
+            }
+            Body::UntilClose => io::copy(from, to).map(drop),
+            Body::Chunked => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunked bodies are HTTP's",
+            )),
+        }
+    }
+    /// The protocol's own error answer to `req`.
+    fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply;
 }
 
 /// Builds a protocol instance from its option values.
@@ -81,13 +207,15 @@ pub struct Stream {
     options: StreamOptions,
 }
 
-impl Stream {
-    /// Builds the stream protocol `name` from its values; `force_keep_alive` for session
-    /// protocols that stay up for a whole session.
+impl StreamOptions {
+    /// Reads the options every protocol has; `reusable`: the framing makes backend
+    /// connection reuse safe (http, redis, memcache), else `reuse_socket` is refused with a
+    /// warning.
     pub fn from_values(
-        name: &'static str,
+        name: &str,
         v: &Values,
         force_keep_alive: bool,
+        reusable: bool,
     ) -> Result<Self, String> {
         let buffer = if v.is_explicit("buffer") {
             let b = v.int("buffer");
@@ -101,16 +229,29 @@ impl Stream {
         } else {
             None
         };
-        if v.bool("reuse_socket") {
-            log::warn!("{name}: reuse_socket has no effect on a stream protocol; backend connections are never reused");
+        let reuse_socket = v.bool("reuse_socket");
+        if reuse_socket && !reusable {
+            log::warn!("{name}: reuse_socket has no effect; backend connections of a stream protocol are never reused");
         }
+        Ok(StreamOptions {
+            buffer,
+            keep_alive: force_keep_alive || v.bool("keep_alive"),
+            reuse_socket: reuse_socket && reusable,
+        })
+    }
+}
+
+impl Stream {
+    /// Builds the stream protocol `name` from its values; `force_keep_alive` for session
+    /// protocols that stay up for a whole session.
+    pub fn from_values(
+        name: &'static str,
+        v: &Values,
+        force_keep_alive: bool,
+    ) -> Result<Self, String> {
         Ok(Stream {
             name,
-            options: StreamOptions {
-                buffer,
-                keep_alive: force_keep_alive || v.bool("keep_alive"),
-                reuse_socket: false,
-            },
+            options: StreamOptions::from_values(name, v, force_keep_alive, false)?,
         })
     }
 }
