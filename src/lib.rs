@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backend_pool;
 pub mod behavior;
 pub mod cli;
 pub mod client;

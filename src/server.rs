@@ -101,6 +101,8 @@ pub(crate) struct Context {
     pub stats: Arc<Stats>,
     /// Read buffer size: the protocol's `buffer` when given, else `--bufsize`.
     pub bufsize: usize,
+    /// Idle backend connections kept for reuse.
+    pub pool: crate::backend_pool::BackendPool,
     pub(crate) tracker: Arc<Tracker>,
 }
 
@@ -208,6 +210,8 @@ impl Proxy {
         let listener = crate::net::listen(&settings.proxy, settings.backlog)
             .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", settings.proxy)))?;
         let bufsize = protocol.stream_options().buffer.unwrap_or(settings.bufsize);
+        let pool =
+            crate::backend_pool::BackendPool::new(settings.pool_max_size, settings.pool_timeout);
         let hub = Hub::new(Live {
             mix,
             backend: settings.backend.clone(),
@@ -222,6 +226,7 @@ impl Proxy {
                 workers: Workers::new(WORKER_IDLE),
                 stats,
                 bufsize,
+                pool,
                 tracker: Arc::new(Tracker::default()),
             }),
             listener: Arc::new(listener),
@@ -309,6 +314,15 @@ fn handle(ctx: &Arc<Context>, id: u64, client: TcpStream, peer: SocketAddr, perm
     crate::net::tune(&client, keep_alive);
     let backend_addr = ctx.hub.current().backend.clone();
     log::debug!("#{id} {peer} connected; backend {backend_addr}");
+    if let Some(framing) = ctx.protocol.framing(&backend_addr) {
+        let guards = ConnectionGuards {
+            track: None,
+            _open: open,
+            _permit: permit,
+        };
+        crate::protocol::framed::serve(ctx, id, peer, client, guards, framing, backend_addr);
+        return;
+    }
     let backend = match crate::net::connect(&backend_addr, ctx.settings.timeout) {
         Ok(b) => b,
         Err(e) => {

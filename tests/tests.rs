@@ -21,3 +21,6 @@ mod control;
 
 /// The library API of SPEC §9, used only through the public crate interface.
 mod library;
+
+/// The framed-protocol driver through a minimal line protocol: pipelining, behaviors, pool.
+mod framed;

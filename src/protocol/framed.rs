@@ -1,0 +1,506 @@
+//! The driver of framed protocols (http, redis, memcache, smtp): one thread per connection,
+//! in lock-step.
+//!
+//! ```text
+//! client ─▶ read_request ─▶ mix.pick ─▶ before ─▶ [sleep] ─▶ head ─▶ backend   (Fail: error_reply ─▶ client)
+//!                                                   copy_body ─▶ backend
+//! client ◀─ copy_body ◀─ head ◀─ [sleep] ◀─ after ◀─ read_response ◀─ backend
+//! ```
+//! Pipelined requests wait in the client's buffered reader and are answered in order. The
+//! backend connection is opened at the first request (at once for a server-first protocol)
+//! and, with `reuse_socket`, returned to the pool when the client leaves between calls. An
+//! upgrade (HTTP 101, redis SUBSCRIBE or MONITOR, SMTP STARTTLS) turns the connection into a
+//! tunnel that forwards bytes untouched.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::behavior::{Call, Direction, Verdict};
+use crate::hub::Subscription;
+use crate::mix::Entry;
+use crate::protocol::{Framing, Request, Response};
+use crate::server::{Closable, ConnectionGuards, Context};
+use crate::settings::HostPort;
+use crate::stats::Stats;
+
+/// The client socket of a framed connection, registered so that stopping the proxy can close it.
+struct ClientLink {
+    client: TcpStream,
+    _guards: ConnectionGuards,
+}
+
+impl Closable for ClientLink {
+    fn close_all(&self) {
+        let _ = self.client.shutdown(Shutdown::Both);
+    }
+}
+
+/// Counts the bytes written through it.
+struct Counted<'a> {
+    inner: &'a TcpStream,
+    dir: Direction,
+    stats: &'a Stats,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.stats.add_bytes(self.dir, n);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An open backend connection.
+struct Backend {
+    reader: BufReader<TcpStream>,
+    born: Instant,
+    /// Nothing is half-read: it may go back to the pool.
+    clean: bool,
+}
+
+/// How a connection ends.
+enum End {
+    /// Close the client (normally, or after a behavior).
+    Close,
+    /// Keep the backend for reuse if it is clean, then close the client.
+    Done,
+}
+
+struct Conn<'a> {
+    ctx: &'a Arc<Context>,
+    id: u64,
+    peer: SocketAddr,
+    client: &'a TcpStream,
+    client_r: BufReader<&'a TcpStream>,
+    framing: Box<dyn Framing>,
+    sub: Subscription,
+    rng: fastrand::Rng,
+    backend_addr: HostPort,
+    backend: Option<Backend>,
+    head: Vec<u8>,
+}
+
+/// Serves one client connection of a framed protocol.
+pub(crate) fn serve(
+    ctx: &Arc<Context>,
+    id: u64,
+    peer: SocketAddr,
+    client: TcpStream,
+    mut guards: ConnectionGuards,
+    framing: Box<dyn Framing>,
+    backend_addr: HostPort,
+) {
+    let link = Arc::new_cyclic(|weak: &std::sync::Weak<ClientLink>| {
+        guards.track = Some(
+            ctx.tracker
+                .register(id, weak.clone() as std::sync::Weak<dyn Closable>),
+        );
+        ClientLink {
+            client,
+            _guards: guards,
+        }
+    });
+    let idle = (!ctx.settings.stay_connected && !ctx.settings.timeout.is_zero())
+        .then_some(ctx.settings.timeout);
+    let _ = link.client.set_read_timeout(idle);
+    let mut conn = Conn {
+        ctx,
+        id,
+        peer,
+        client: &link.client,
+        client_r: BufReader::with_capacity(ctx.bufsize, &link.client),
+        framing,
+        sub: ctx.hub.subscribe(),
+        rng: ctx.rng(id, Direction::ToBackend),
+        backend_addr,
+        backend: None,
+        head: Vec::new(),
+    };
+    let protocol = ctx.protocol.name().to_string();
+    match conn.run() {
+        Ok(End::Done) => conn.release_backend(),
+        Ok(End::Close) => {}
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            log::warn!("#{id} {peer}: malformed {protocol} data: {e}; closing this connection");
+        }
+        Err(e) if crate::net::is_timeout(&e) => log::info!(
+            "#{id} {peer}: idle or no answer for {:?}, closing",
+            ctx.settings.timeout
+        ),
+        Err(e) => log::debug!("#{id} {peer}: {e}"),
+    }
+    let _ = link.client.shutdown(Shutdown::Both);
+    log::debug!("#{id} {peer} done");
+}
+
+impl Conn<'_> {
+    fn run(&mut self) -> io::Result<End> {
+        if self.framing.server_speaks_first() {
+            self.connect()?;
+            let live = self.sub.live().clone();
+            let entry = live.mix.pick(&mut self.rng);
+            self.ctx.stats.count_call(&entry.name, &entry.calls);
+            if let Some(end) = self.respond(&Request::greeting(), entry)? {
+                return Ok(end);
+            }
+        }
+        loop {
+            self.head.clear();
+            let req = match self
+                .framing
+                .read_request(&mut self.client_r, &mut self.head)?
+            {
+                Some(r) => r,
+                None => return Ok(End::Done),
+            };
+            let live = self.sub.live().clone();
+            let entry = live.mix.pick(&mut self.rng);
+            self.ctx.stats.count_call(&entry.name, &entry.calls);
+            let mut head = std::mem::take(&mut self.head);
+            let mut call = Call {
+                direction: Direction::ToBackend,
+                data: &mut head,
+                rng: &mut self.rng,
+                framed: true,
+                delay: Duration::ZERO,
+            };
+            let verdict = entry.behavior.before(&mut call);
+            let delay = call.delay;
+            self.log_decision(entry, &req, "request", verdict, delay);
+            match verdict {
+                Verdict::Forward => sleep(delay),
+                Verdict::Fail => {
+                    let reply = self.framing.error_reply(&req, &mut self.rng);
+                    self.to_client().write_all(&reply.bytes)?;
+                    if reply.close || req.close {
+                        return Ok(End::Close);
+                    }
+                    // The request never reached the backend; its body is read and dropped.
+                    self.framing
+                        .copy_body(req.body, &mut self.client_r, &mut io::sink())?;
+                    self.head = head;
+                    continue;
+                }
+                Verdict::Hang => return self.hang(),
+                Verdict::Close => return self.close_by_behavior(),
+                Verdict::Abort => {
+                    self.forward_request(&req, &head)?;
+                    return self.abort();
+                }
+            }
+            if let Err(e) = self.forward_request(&req, &head) {
+                if self.backend.is_none() {
+                    return Ok(End::Close); // the backend is down: logged, client closed
+                }
+                return Err(e);
+            }
+            let mut call = Call {
+                direction: Direction::ToBackend,
+                data: &mut head,
+                rng: &mut self.rng,
+                framed: true,
+                delay: Duration::ZERO,
+            };
+            let verdict = entry.behavior.between(&mut call);
+            self.head = head;
+            match verdict {
+                Verdict::Forward => {}
+                Verdict::Fail => {
+                    // The backend will answer a request we fail: that connection is spoiled.
+                    self.backend = None;
+                    let reply = self.framing.error_reply(&req, &mut self.rng);
+                    self.to_client().write_all(&reply.bytes)?;
+                    if reply.close || req.close {
+                        return Ok(End::Close);
+                    }
+                    continue;
+                }
+                Verdict::Hang => return self.hang(),
+                Verdict::Close => return self.close_by_behavior(),
+                Verdict::Abort => return self.abort(),
+            }
+            if req.tunnel {
+                return self.tunnel();
+            }
+            if req.expects_response {
+                if let Some(end) = self.respond(&req, entry)? {
+                    return Ok(end);
+                }
+            }
+            if req.close {
+                return Ok(End::Close);
+            }
+        }
+    }
+
+    fn log_decision(
+        &self,
+        entry: &Entry,
+        req: &Request,
+        what: &str,
+        verdict: Verdict,
+        delay: Duration,
+    ) {
+        if entry.name != "dummy" {
+            log::debug!(
+                "#{} {} {what}: {} -> {verdict:?} delay {delay:?}",
+                self.id,
+                req.name,
+                entry.name
+            );
+        }
+    }
+
+    fn to_client(&self) -> Counted<'_> {
+        Counted {
+            inner: self.client,
+            dir: Direction::ToClient,
+            stats: &self.ctx.stats,
+        }
+    }
+
+    /// Connects to the backend (from the pool when allowed); a failure closes the client.
+    fn connect(&mut self) -> io::Result<()> {
+        if self.backend.is_some() {
+            return Ok(());
+        }
+        let opts = self.ctx.protocol.stream_options();
+        let pooled = opts
+            .reuse_socket
+            .then(|| self.ctx.pool.take(&self.backend_addr))
+            .flatten();
+        let (stream, born) = match pooled {
+            Some(p) => {
+                log::debug!(
+                    "#{} reuses a pooled connection to {}",
+                    self.id,
+                    self.backend_addr
+                );
+                p
+            }
+            None => match crate::net::connect(&self.backend_addr, self.ctx.settings.timeout) {
+                Ok(s) => (s, Instant::now()),
+                Err(e) => {
+                    self.ctx
+                        .stats
+                        .backend_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "#{} {}: backend {}: {e}; closing the client connection",
+                        self.id,
+                        self.peer,
+                        self.backend_addr
+                    );
+                    crate::net::reset_on_close(self.client);
+                    return Err(e);
+                }
+            },
+        };
+        crate::net::tune(&stream, opts.keep_alive);
+        let timeout = (!self.ctx.settings.timeout.is_zero()).then_some(self.ctx.settings.timeout);
+        stream.set_read_timeout(timeout)?;
+        self.backend = Some(Backend {
+            reader: BufReader::with_capacity(self.ctx.bufsize, stream),
+            born,
+            clean: true,
+        });
+        Ok(())
+    }
+
+    fn forward_request(&mut self, req: &Request, head: &[u8]) -> io::Result<()> {
+        self.connect()?;
+        let Some(backend) = self.backend.as_mut() else {
+            return Ok(());
+        };
+        backend.clean = false;
+        let mut to_backend = Counted {
+            inner: backend.reader.get_ref(),
+            dir: Direction::ToBackend,
+            stats: &self.ctx.stats,
+        };
+        to_backend.write_all(head)?;
+        if !req.early_reply.is_empty() {
+            Counted {
+                inner: self.client,
+                dir: Direction::ToClient,
+                stats: &self.ctx.stats,
+            }
+            .write_all(&req.early_reply)?;
+        }
+        self.framing
+            .copy_body(req.body, &mut self.client_r, &mut to_backend)?;
+        if !req.expects_response && !req.tunnel {
+            backend.clean = true;
+        }
+        Ok(())
+    }
+
+    /// Reads the response to `req`, runs the `after` hook, and forwards it. `Some(end)` when
+    /// the connection ends with this call.
+    fn respond(&mut self, req: &Request, entry: &Entry) -> io::Result<Option<End>> {
+        let Some(backend) = self.backend.as_mut() else {
+            return Ok(Some(End::Close));
+        };
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
+        let resp: Response = self
+            .framing
+            .read_response(req, &mut backend.reader, &mut head)?;
+        let mut call = Call {
+            direction: Direction::ToClient,
+            data: &mut head,
+            rng: &mut self.rng,
+            framed: true,
+            delay: Duration::ZERO,
+        };
+        let verdict = entry.behavior.after(&mut call);
+        let delay = call.delay;
+        self.log_decision(entry, req, "response", verdict, delay);
+        let result = match verdict {
+            Verdict::Forward => {
+                sleep(delay);
+                let backend = self
+                    .backend
+                    .as_mut()
+                    .ok_or_else(|| io::Error::other("no backend"))?;
+                let mut to_client = Counted {
+                    inner: self.client,
+                    dir: Direction::ToClient,
+                    stats: &self.ctx.stats,
+                };
+                to_client.write_all(&head)?;
+                self.framing
+                    .copy_body(resp.body, &mut backend.reader, &mut to_client)?;
+                backend.clean = !resp.close && backend.reader.buffer().is_empty();
+                if resp.tunnel {
+                    Some(self.tunnel()?)
+                } else if resp.close {
+                    self.backend = None;
+                    (!self.ctx.settings.stay_connected).then_some(End::Close)
+                } else {
+                    None
+                }
+            }
+            Verdict::Fail => {
+                self.backend = None; // its answer is dropped half-read
+                let reply = self.framing.error_reply(req, &mut self.rng);
+                self.to_client().write_all(&reply.bytes)?;
+                reply.close.then_some(End::Close)
+            }
+            Verdict::Hang => Some(self.hang()?),
+            Verdict::Close => Some(self.close_by_behavior()?),
+            Verdict::Abort => Some(self.abort()?),
+        };
+        self.head = head;
+        Ok(result)
+    }
+
+    /// `hang`: drop the backend, read and drop what the client sends until it leaves.
+    fn hang(&mut self) -> io::Result<End> {
+        self.backend = None;
+        let _ = self.client.set_read_timeout(None);
+        let mut sink = [0u8; 4096];
+        loop {
+            let buffered = self.client_r.buffer().len();
+            self.client_r.consume(buffered);
+            match self.client_r.get_mut().read(&mut sink) {
+                Ok(0) => return Ok(End::Close),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Ok(End::Close),
+            }
+        }
+    }
+
+    /// `blackout` (and `abort` after its request): closed, or hanging with `--stay-connected`.
+    fn close_by_behavior(&mut self) -> io::Result<End> {
+        if self.ctx.settings.stay_connected {
+            return self.hang();
+        }
+        self.backend = None;
+        Ok(End::Close)
+    }
+
+    fn abort(&mut self) -> io::Result<End> {
+        if let Some(b) = self.backend.take() {
+            let _ = b.reader.get_ref().shutdown(Shutdown::Both);
+        }
+        self.close_by_behavior()
+    }
+
+    /// Forwards bytes untouched both ways until both sides are done.
+    fn tunnel(&mut self) -> io::Result<End> {
+        let backend = self
+            .backend
+            .take()
+            .ok_or_else(|| io::Error::other("tunnel without a backend"))?;
+        let _ = self.client.set_read_timeout(None);
+        let _ = backend.reader.get_ref().set_read_timeout(None);
+        // Bytes already read ahead on either side go first.
+        let early_up = self.client_r.buffer().to_vec();
+        self.client_r.consume(early_up.len());
+        let early_down = backend.reader.buffer().to_vec();
+        let backend = Arc::new(backend.reader.into_inner());
+        Counted {
+            inner: &backend,
+            dir: Direction::ToBackend,
+            stats: &self.ctx.stats,
+        }
+        .write_all(&early_up)?;
+        self.to_client().write_all(&early_down)?;
+        let client = self.client.try_clone()?;
+        let down = backend.clone();
+        let stats = self.ctx.stats.clone();
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+        self.ctx.workers.execute(Box::new(move || {
+            let _ = io::copy(
+                &mut &*down,
+                &mut Counted {
+                    inner: &client,
+                    dir: Direction::ToClient,
+                    stats: &stats,
+                },
+            );
+            let _ = client.shutdown(Shutdown::Write);
+            let _ = done_tx.send(());
+        }))?;
+        let _ = io::copy(
+            &mut self.client_r.get_mut(),
+            &mut Counted {
+                inner: &backend,
+                dir: Direction::ToBackend,
+                stats: &self.ctx.stats,
+            },
+        );
+        let _ = backend.shutdown(Shutdown::Write);
+        let _ = done_rx.recv();
+        Ok(End::Close)
+    }
+
+    /// Returns a clean backend connection to the pool when reuse is on.
+    fn release_backend(&mut self) {
+        if !self.ctx.protocol.stream_options().reuse_socket {
+            return;
+        }
+        if let Some(b) = self.backend.take() {
+            if b.clean && b.reader.buffer().is_empty() {
+                log::debug!("#{} returns its backend connection to the pool", self.id);
+                self.ctx
+                    .pool
+                    .put(&self.backend_addr, b.reader.into_inner(), b.born);
+            }
+        }
+    }
+}
+
+fn sleep(delay: Duration) {
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
+}

@@ -1,0 +1,293 @@
+//! The framed-protocol driver, through a minimal line protocol registered with the public
+//! library API: each request is one line, each response one line.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vaurien::protocol::{
+    ErrorReply, Framing, Protocol, ProtocolSpec, Request, Response, StreamOptions, TCP_OPTIONS,
+};
+use vaurien::settings::HostPort;
+use vaurien::{Registry, Vaurien};
+
+use crate::support::{within, Backend};
+
+#[derive(Debug)]
+struct Lines(StreamOptions);
+
+struct LineSession;
+
+fn read_line(r: &mut dyn BufRead, out: &mut Vec<u8>) -> io::Result<usize> {
+    let n = r.take(1024).read_until(b'\n', out)?;
+    if n > 0 && !out.ends_with(b"\n") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "line too long or cut",
+        ));
+    }
+    Ok(n)
+}
+
+impl Framing for LineSession {
+    fn read_request(
+        &mut self,
+        client: &mut dyn BufRead,
+        head: &mut Vec<u8>,
+    ) -> io::Result<Option<Request>> {
+        if read_line(client, head)? == 0 {
+            return Ok(None);
+        }
+        let quiet = head.starts_with(b"quiet");
+        Ok(Some(Request {
+            name: "line".into(),
+            expects_response: !quiet,
+            close: head.starts_with(b"bye"),
+            ..Request::default()
+        }))
+    }
+    fn read_response(
+        &mut self,
+        _req: &Request,
+        backend: &mut dyn BufRead,
+        head: &mut Vec<u8>,
+    ) -> io::Result<Response> {
+        if read_line(backend, head)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "backend closed",
+            ));
+        }
+        Ok(Response::default())
+    }
+    fn error_reply(&mut self, _req: &Request, _rng: &mut fastrand::Rng) -> ErrorReply {
+        ErrorReply {
+            bytes: b"ERR chaos\n".to_vec(),
+            close: false,
+        }
+    }
+}
+
+impl Protocol for Lines {
+    fn name(&self) -> &str {
+        "lines"
+    }
+    fn stream_options(&self) -> &StreamOptions {
+        &self.0
+    }
+    fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
+        Some(Box::new(LineSession))
+    }
+}
+
+fn registry() -> Registry {
+    Registry::builtin().with_protocol(ProtocolSpec {
+        name: "lines",
+        summary: "one line each way",
+        options: TCP_OPTIONS,
+        build: |v| {
+            Ok(Arc::new(Lines(StreamOptions::from_values(
+                "lines", v, false, true,
+            )?)))
+        },
+    })
+}
+
+/// A line echo backend that counts the connections it accepted.
+fn line_backend() -> (Backend, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let backend = Backend::start(move |s| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let mut w = s.try_clone().unwrap();
+        for line in BufReader::new(s).lines() {
+            let Ok(line) = line else { return };
+            if line.starts_with("quiet") {
+                continue;
+            }
+            if w.write_all(format!("echo {line}\n").as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    (backend, accepted)
+}
+
+fn start(backend: &Backend, extra: &[&str]) -> Vaurien {
+    let mut args = vec![
+        "--proxy",
+        "127.0.0.1:0",
+        "--protocol",
+        "lines",
+        "--http",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+    ];
+    let b = backend.arg();
+    args.extend(["--backend", b.as_str()]);
+    args.extend_from_slice(extra);
+    Vaurien::start(&vaurien::cli::config_from_args(&args, registry()).unwrap()).unwrap()
+}
+
+fn connect(proxy: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    (s.try_clone().unwrap(), BufReader::new(s))
+}
+
+fn line(r: &mut BufReader<TcpStream>) -> String {
+    let mut l = String::new();
+    r.read_line(&mut l).map(|_| l).unwrap_or_default()
+}
+
+#[test]
+fn calls_pipeline_in_order_and_error_answers_in_the_protocol() {
+    let (backend, _) = line_backend();
+    let proxy = start(&backend, &[]);
+    within(Duration::from_secs(20), "line calls", move || {
+        let (mut w, mut r) = connect(proxy.proxy_addr());
+        w.write_all(b"one\ntwo\nquiet\nthree\n").unwrap();
+        assert_eq!(line(&mut r), "echo one\n");
+        assert_eq!(line(&mut r), "echo two\n");
+        assert_eq!(
+            line(&mut r),
+            "echo three\n",
+            "a request without response is forwarded, not awaited"
+        );
+        let client = proxy.client().unwrap();
+        {
+            let _e = client.with_behavior("error", &Default::default()).unwrap();
+            w.write_all(b"four\n").unwrap();
+            assert_eq!(line(&mut r), "ERR chaos\n");
+        }
+        w.write_all(b"five\n").unwrap();
+        assert_eq!(
+            line(&mut r),
+            "echo five\n",
+            "the same connection goes on after the error"
+        );
+        let stats = client.stats().unwrap();
+        assert_eq!(stats["calls"]["error"], 1);
+    });
+}
+
+#[test]
+fn delay_before_and_after_add_their_latency_once_per_call() {
+    let (backend, _) = line_backend();
+    for flag in [
+        "--behavior-delay-before=true",
+        "--behavior-delay-before=false",
+    ] {
+        let proxy = start(
+            &backend,
+            &["--behavior", "delay", "--behavior-delay-sleep", "0.3", flag],
+        );
+        let took = within(Duration::from_secs(20), "delayed calls", move || {
+            let (mut w, mut r) = connect(proxy.proxy_addr());
+            let t = Instant::now();
+            for i in 0..3 {
+                w.write_all(format!("n{i}\n").as_bytes()).unwrap();
+                assert_eq!(line(&mut r), format!("echo n{i}\n"));
+            }
+            t.elapsed()
+        });
+        crate::support::assert_delta(
+            took,
+            Duration::from_millis(900),
+            Duration::from_millis(300),
+            flag,
+        );
+    }
+}
+
+#[test]
+fn hang_blackout_and_abort_end_calls_as_documented() {
+    let (backend, _) = line_backend();
+    let hang = start(&backend, &["--behavior", "hang"]);
+    within(Duration::from_secs(20), "hang", move || {
+        let (mut w, mut r) = connect(hang.proxy_addr());
+        w.write_all(b"x\n").unwrap();
+        r.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let err = r
+            .read(&mut buf)
+            .expect_err("hang answers nothing and keeps the connection open");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{err}"
+        );
+    });
+    for behavior in ["blackout", "abort"] {
+        let proxy = start(&backend, &["--behavior", behavior]);
+        within(Duration::from_secs(20), behavior, move || {
+            let (mut w, mut r) = connect(proxy.proxy_addr());
+            w.write_all(b"x\n").unwrap();
+            assert_eq!(line(&mut r), "", "{behavior}: closed without a response");
+        });
+    }
+}
+
+#[test]
+fn reuse_socket_returns_backend_connections_to_the_pool() {
+    let (backend, accepted) = line_backend();
+    let proxy = start(&backend, &["--protocol-lines-reuse-socket"]);
+    let addr = proxy.proxy_addr();
+    within(Duration::from_secs(20), "pooled calls", move || {
+        for i in 0..5 {
+            let (mut w, mut r) = connect(addr);
+            w.write_all(format!("c{i}\n").as_bytes()).unwrap();
+            assert_eq!(line(&mut r), format!("echo c{i}\n"));
+            drop(w);
+            drop(r);
+            // The proxy returns the backend connection once it sees this client leave; the
+            // next client is served either way.
+        }
+    });
+    assert!(
+        accepted.load(Ordering::SeqCst) < 5,
+        "backend connections were reused: {} for 5 clients",
+        accepted.load(Ordering::SeqCst)
+    );
+    let (other, other_accepted) = line_backend();
+    let fresh = start(&other, &[]);
+    let addr = fresh.proxy_addr();
+    within(Duration::from_secs(20), "unpooled calls", move || {
+        for i in 0..3 {
+            let (mut w, mut r) = connect(addr);
+            w.write_all(format!("c{i}\n").as_bytes()).unwrap();
+            assert_eq!(line(&mut r), format!("echo c{i}\n"));
+        }
+    });
+    assert_eq!(
+        other_accepted.load(Ordering::SeqCst),
+        3,
+        "without reuse_socket every client gets its own backend connection"
+    );
+}
+
+#[test]
+fn malformed_data_closes_only_that_connection() {
+    let (backend, _) = line_backend();
+    let proxy = start(&backend, &[]);
+    within(Duration::from_secs(20), "malformed", move || {
+        let (mut w, mut r) = connect(proxy.proxy_addr());
+        w.write_all(&[b'x'; 5000]).unwrap();
+        assert_eq!(
+            line(&mut r),
+            "",
+            "a line past the limit closes the connection"
+        );
+        let (mut w, mut r) = connect(proxy.proxy_addr());
+        w.write_all(b"fine\n").unwrap();
+        assert_eq!(line(&mut r), "echo fine\n");
+    });
+}
