@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::opts::{OptSpec, Values};
 use crate::settings::HostPort;
 
+pub mod framed;
 pub mod stream;
 
 /// Options every protocol has, read from its declaration.
