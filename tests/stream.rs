@@ -275,3 +275,49 @@ fn max_connections_makes_the_next_client_wait() {
     );
     drop(second);
 }
+
+#[test]
+fn out_of_file_descriptors_the_accept_loop_waits_and_goes_on() {
+    let echo = Backend::echo();
+    let proxy = Vaurien::start_with(&["--backend", &echo.arg()], Some(40));
+    // Each proxied connection takes two descriptors: 40 clients exhaust 40.
+    let held: Vec<_> = (0..40).map(|_| proxy.connect()).collect();
+    let log = within(Duration::from_secs(20), "an accept warning", {
+        let path = proxy.log_path.clone();
+        move || loop {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if log.contains("accept:") {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert!(log.contains("open-files limit is 40"), "{log}");
+    drop(held);
+    let addr = proxy.addr;
+    within(
+        Duration::from_secs(20),
+        "service after descriptors came back",
+        move || loop {
+            // Clients still in the backlog are being served and released; a new one gets through.
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            if c.write_all(b"again").is_ok()
+                && read_exactly(&mut c, 5).ok().as_deref() == Some(&b"again"[..])
+            {
+                return;
+            }
+        },
+    );
+    let mut proxy = proxy;
+    assert!(proxy.is_running());
+}
+
+#[test]
+fn listens_and_forwards_over_ipv6() {
+    let echo = Backend::echo();
+    let proxy = Vaurien::start(&["--proxy", "[::1]:0", "--backend", &echo.arg()]);
+    assert!(proxy.addr.is_ipv6(), "{}", proxy.ready_line);
+    let mut c = proxy.connect();
+    assert_eq!(exchange(&mut c, b"over v6"), b"over v6");
+}

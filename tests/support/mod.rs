@@ -71,19 +71,41 @@ static LOG_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 impl Vaurien {
     /// Starts `vaurien --proxy 127.0.0.1:0 ARGS` and waits (at most 10 s) for its ready line.
     pub fn start(args: &[&str]) -> Vaurien {
+        Vaurien::start_with(args, None)
+    }
+
+    /// Like `start`, with the open-files limit (soft and hard) set to `open_files` when
+    /// given; `--proxy` in `args` replaces the default 127.0.0.1:0.
+    pub fn start_with(args: &[&str], open_files: Option<u64>) -> Vaurien {
         let log_path = std::env::temp_dir().join(format!(
             "vaurien-test-{}-{}.log",
             std::process::id(),
             LOG_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_file(&log_path);
-        let mut child = Command::new(vaurien_bin())
-            .args([
-                "--proxy",
-                "127.0.0.1:0",
-                "--log-output",
-                log_path.to_str().unwrap(),
-            ])
+        let mut command = Command::new(vaurien_bin());
+        if !args.contains(&"--proxy") {
+            command.args(["--proxy", "127.0.0.1:0"]);
+        }
+        if let Some(n) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
+            .args(["--log-output", log_path.to_str().unwrap()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
