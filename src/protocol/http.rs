@@ -1,0 +1,1500 @@
+//! `http`: HTTP/1.0 and HTTP/1.1 framing for the framed driver.
+//!
+//! A call is one request and its response. The parser reads message heads (start line and
+//! header fields, with limits: a line at most 8 KiB, at most 100 fields, a head at most
+//! 64 KiB) and decides how the body that follows is delimited (`Content-Length`,
+//! `Transfer-Encoding: chunked` with its trailers, or until the backend closes). Heads are
+//! forwarded byte for byte, except for three edits a proxy must make:
+//!
+//! - `Expect: 100-continue` on an HTTP/1.1 request with a body is answered by the proxy
+//!   (`100 Continue`, see [`Request::early_reply`]) and removed from the forwarded head, so
+//!   that a slow or failing call never leaves the client waiting for permission;
+//! - a message with both `Transfer-Encoding` and `Content-Length` loses the latter (RFC 9112
+//!   §6.1: an intermediary forwards only the encoding it used) and its connection closes
+//!   after the call;
+//! - with `overwrite_host_header`, `Host` carries the backend's `HOST:PORT`.
+//!
+//! Interim `1xx` responses (except `101`) are forwarded with the final response's head.
+//! `101 Switching Protocols` (and a `2xx` answer to `CONNECT`) turns the connection into a
+//! byte tunnel. Chunked bodies are copied as they arrive, size lines, extensions and trailers
+//! included, with memory bounded by the chunk-size line limit.
+
+use std::io::{self, BufRead, Read, Write};
+use std::sync::Arc;
+
+use crate::opts::{OptSpec, Values};
+use crate::protocol::{
+    Body, ErrorReply, Framing, Protocol, ProtocolSpec, Request, Response, StreamOptions,
+    TCP_OPTIONS,
+};
+use crate::settings::HostPort;
+
+/// A request line or a header line, terminator included, is at most this long.
+pub const MAX_LINE: usize = 8 * 1024;
+/// A message head has at most this many header fields.
+pub const MAX_HEADERS: usize = 100;
+/// A message head (interim responses included) is at most this long.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// A chunk-size line (with its extensions) is at most this long.
+pub const MAX_CHUNK_LINE: usize = 1024;
+
+/// [`Request::flags`]: a `HEAD` request (its response has no body).
+pub const FLAG_HEAD: u32 = 1;
+/// [`Request::flags`]: the request asks for a protocol upgrade (`Upgrade` header).
+pub const FLAG_UPGRADE: u32 = 2;
+/// [`Request::flags`]: a `CONNECT` request (a `2xx` answer opens a tunnel).
+pub const FLAG_CONNECT: u32 = 4;
+/// [`Request::flags`]: an HTTP/1.0 request.
+pub const FLAG_HTTP10: u32 = 8;
+
+/// The interim response the proxy gives to `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The options of `http`: tcp's plus `overwrite_host_header`.
+pub const HTTP_OPTIONS: &[OptSpec] = &[
+    TCP_OPTIONS[0],
+    TCP_OPTIONS[1],
+    TCP_OPTIONS[2],
+    OptSpec::bool(
+        "overwrite_host_header",
+        "false",
+        "rewrite the Host header to the backend address",
+    ),
+];
+
+/// The declaration of `http`.
+pub fn spec() -> ProtocolSpec {
+    ProtocolSpec {
+        name: "http",
+        summary: "HTTP/1.0 and 1.1: a call is one request and its response; keep-alive, \
+                  pipelining, chunked bodies, 100-continue, upgrades",
+        options: HTTP_OPTIONS,
+        build: |v| Http::from_values(v).map(|p| Arc::new(p) as Arc<dyn Protocol>),
+    }
+}
+
+/// The `http` protocol.
+#[derive(Debug)]
+pub struct Http {
+    options: StreamOptions,
+    overwrite_host: bool,
+}
+
+impl Http {
+    /// Builds it from its option values.
+    pub fn from_values(v: &Values) -> Result<Self, String> {
+        Ok(Http {
+            options: StreamOptions::from_values("http", v, false, true)?,
+            overwrite_host: v.bool("overwrite_host_header"),
+        })
+    }
+}
+
+impl Protocol for Http {
+    fn name(&self) -> &str {
+        "http"
+    }
+    fn stream_options(&self) -> &StreamOptions {
+        &self.options
+    }
+    fn framing(&self, backend: &HostPort) -> Option<Box<dyn Framing>> {
+        Some(Box::new(HttpSession::new(
+            self.overwrite_host.then(|| backend.to_string()),
+        )))
+    }
+}
+
+/// The HTTP framing of one connection.
+#[derive(Debug, Default)]
+pub struct HttpSession {
+    /// `Some(HOST:PORT)`: the value `Host` is rewritten to.
+    host: Option<String>,
+}
+
+impl HttpSession {
+    /// A session; `host`: rewrite `Host` to this value.
+    pub fn new(host: Option<String>) -> Self {
+        HttpSession { host }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn cut_short(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, msg.into())
+}
+
+/// Reads one line (up to and including `\n`) into `out`, at most `max` bytes with the
+/// terminator. `Ok(0)`: end of input before any byte. A longer line is `InvalidData` naming
+/// `what`; end of input inside the line is `UnexpectedEof`.
+fn read_line(r: &mut dyn BufRead, out: &mut Vec<u8>, max: usize, what: &str) -> io::Result<usize> {
+    let start = out.len();
+    let n = r.take(max as u64).read_until(b'\n', out)?;
+    if n == 0 || out.ends_with(b"\n") {
+        return Ok(n);
+    }
+    if n >= max {
+        out.truncate(start);
+        return Err(invalid(format!("{what} longer than {}", size_text(max))));
+    }
+    Err(cut_short(format!("{what} cut short by the end of input")))
+}
+
+fn size_text(n: usize) -> String {
+    if n % 1024 == 0 {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// `line` without its `\n` or `\r\n`.
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// One header field of a parsed head.
+#[derive(Debug)]
+struct Field {
+    /// Lower-case name.
+    name: String,
+    /// Value without surrounding whitespace (folded lines joined by a space).
+    value: Vec<u8>,
+    /// Its bytes in [`Head::raw`] (continuation lines included).
+    start: usize,
+    end: usize,
+}
+
+/// A parsed message head; `raw` holds it exactly as read.
+#[derive(Debug)]
+struct Head {
+    raw: Vec<u8>,
+    /// End of the start line in `raw`.
+    start_end: usize,
+    /// Start of the empty line that ends the head in `raw`.
+    blank: usize,
+    fields: Vec<Field>,
+}
+
+/// How a rebuilt head treats a field.
+enum Edit {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
+}
+
+impl Head {
+    fn start_line(&self) -> &[u8] {
+        trim_eol(&self.raw[..self.start_end])
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields
+            .iter()
+            .filter(move |f| f.name == name)
+            .map(|f| f.value.as_slice())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.values(name).next().is_some()
+    }
+
+    /// The comma-separated list elements of every `name` field, lower-cased.
+    fn tokens(&self, name: &str) -> Vec<String> {
+        self.values(name)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|t| String::from_utf8_lossy(trim_ows(t)).to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    /// Appends the head to `out`, fields edited by `edit`, `extra` lines added at the end.
+    fn emit(&self, out: &mut Vec<u8>, edit: impl Fn(&Field) -> Edit, extra: &[u8]) {
+        out.extend_from_slice(&self.raw[..self.start_end]);
+        for f in &self.fields {
+            match edit(f) {
+                Edit::Keep => out.extend_from_slice(&self.raw[f.start..f.end]),
+                Edit::Drop => {}
+                Edit::Replace(line) => out.extend_from_slice(&line),
+            }
+        }
+        out.extend_from_slice(extra);
+        out.extend_from_slice(&self.raw[self.blank..]);
+    }
+}
+
+/// Reads a message head: empty lines before it are skipped; `Ok(None)`: the input ended
+/// before any byte of a head. `what` is "request" or "response"; `budget` is how many bytes
+/// the head may take.
+fn read_head(r: &mut dyn BufRead, what: &str, budget: usize) -> io::Result<Option<Head>> {
+    let mut raw = Vec::new();
+    let mut skipped = 0usize;
+    loop {
+        let n = read_line(r, &mut raw, MAX_LINE, &format!("{what} line"))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if trim_eol(&raw).is_empty() {
+            skipped += n;
+            if skipped > MAX_HEAD {
+                return Err(invalid(format!(
+                    "more than {} of empty lines before a {what}",
+                    size_text(MAX_HEAD)
+                )));
+            }
+            raw.clear();
+            continue;
+        }
+        break;
+    }
+    let start_end = raw.len();
+    let mut fields: Vec<Field> = Vec::new();
+    loop {
+        let start = raw.len();
+        let n = read_line(r, &mut raw, MAX_LINE, &format!("{what} header line"))?;
+        if n == 0 {
+            return Err(cut_short(format!(
+                "{what} head cut short by the end of input"
+            )));
+        }
+        if raw.len() > budget {
+            return Err(invalid(format!(
+                "{what} head longer than {}",
+                size_text(MAX_HEAD)
+            )));
+        }
+        let line = trim_eol(&raw[start..]);
+        if line.is_empty() {
+            return Ok(Some(Head {
+                start_end,
+                blank: start,
+                fields,
+                raw,
+            }));
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            // obs-fold: a continuation of the previous field's value.
+            let folded = trim_ows(line).to_vec();
+            let end = raw.len();
+            let Some(last) = fields.last_mut() else {
+                return Err(invalid(format!(
+                    "{what} head starts with a continuation line"
+                )));
+            };
+            if !folded.is_empty() {
+                if !last.value.is_empty() {
+                    last.value.push(b' ');
+                }
+                last.value.extend_from_slice(&folded);
+            }
+            last.end = end;
+            continue;
+        }
+        if fields.len() == MAX_HEADERS {
+            return Err(invalid(format!(
+                "more than {MAX_HEADERS} header fields in a {what}"
+            )));
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err(invalid(format!(
+                "{what} header line without a colon: {:?}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            )));
+        };
+        let name = &line[..colon];
+        if !is_token(name) {
+            return Err(invalid(format!(
+                "bad {what} header name {:?}",
+                String::from_utf8_lossy(&name[..name.len().min(80)])
+            )));
+        }
+        let field = Field {
+            name: String::from_utf8_lossy(name).to_ascii_lowercase(),
+            value: trim_ows(&line[colon + 1..]).to_vec(),
+            start,
+            end: raw.len(),
+        };
+        fields.push(field);
+    }
+}
+
+/// Reads `HTTP/1.x`; returns x. Other versions are refused.
+fn parse_version(v: &[u8]) -> io::Result<u8> {
+    match v {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
+            Ok(minor - b'0')
+        }
+        _ => Err(invalid(format!(
+            "unsupported HTTP version {:?}",
+            String::from_utf8_lossy(&v[..v.len().min(20)])
+        ))),
+    }
+}
+
+/// What the framing headers of a message say about its body.
+enum Framed {
+    None,
+    Chunked,
+    /// `Transfer-Encoding` without `chunked` last.
+    OtherEncoding,
+    Length(u64),
+}
+
+/// Reads `Transfer-Encoding` and `Content-Length`; `Transfer-Encoding` wins.
+fn body_framing(head: &Head, what: &str) -> io::Result<Framed> {
+    if head.has("transfer-encoding") {
+        let codings = head.tokens("transfer-encoding");
+        return Ok(match codings.last().map(|c| c.as_str()) {
+            Some("chunked") => Framed::Chunked,
+            _ => Framed::OtherEncoding,
+        });
+    }
+    let mut length: Option<u64> = None;
+    for value in head.values("content-length") {
+        for part in value.split(|&b| b == b',') {
+            let part = trim_ows(part);
+            let n = std::str::from_utf8(part)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "bad {what} Content-Length {:?}",
+                        String::from_utf8_lossy(&value[..value.len().min(40)])
+                    ))
+                })?;
+            match length {
+                Some(l) if l != n => {
+                    return Err(invalid(format!(
+                        "{what} has two different Content-Length values ({l} and {n})"
+                    )))
+                }
+                _ => length = Some(n),
+            }
+        }
+    }
+    Ok(match length {
+        Some(n) => Framed::Length(n),
+        None => Framed::None,
+    })
+}
+
+/// Whether a message of version 1.`minor` with these `Connection` tokens ends its connection.
+fn closes(head: &Head, minor: u8) -> bool {
+    let tokens = head.tokens("connection");
+    tokens.iter().any(|t| t == "close") || (minor == 0 && !tokens.iter().any(|t| t == "keep-alive"))
+}
+
+impl HttpSession {
+    fn parse_request(&self, head: Head, out: &mut Vec<u8>) -> io::Result<Request> {
+        let line = head.start_line();
+        let bad = || {
+            invalid(format!(
+                "bad request line {:?}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            ))
+        };
+        let sp1 = line.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+        let sp2 = line.iter().rposition(|&b| b == b' ').ok_or_else(bad)?;
+        let (method, target, version) = (
+            &line[..sp1],
+            &line[sp1 + 1..sp2.max(sp1 + 1)],
+            &line[sp2 + 1..],
+        );
+        if sp2 <= sp1
+            || !is_token(method)
+            || target.is_empty()
+            || target
+                .iter()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(bad());
+        }
+        let minor = parse_version(version)?;
+        let method = String::from_utf8_lossy(method).into_owned();
+
+        let mut flags = 0;
+        if method == "HEAD" {
+            flags |= FLAG_HEAD;
+        }
+        if method == "CONNECT" {
+            flags |= FLAG_CONNECT;
+        }
+        if minor == 0 {
+            flags |= FLAG_HTTP10;
+        }
+        if head.has("upgrade") {
+            flags |= FLAG_UPGRADE;
+        }
+        let mut close = closes(&head, minor);
+        let framing = body_framing(&head, "request")?;
+        let both = head.has("transfer-encoding") && head.has("content-length");
+        let body = match framing {
+            Framed::None => Body::None,
+            Framed::Length(0) => Body::None,
+            Framed::Length(n) => Body::Length(n),
+            Framed::Chunked => Body::Chunked,
+            Framed::OtherEncoding => {
+                return Err(invalid(
+                    "request Transfer-Encoding does not end with chunked",
+                ))
+            }
+        };
+        if both || (minor == 0 && body == Body::Chunked) {
+            close = true;
+        }
+        let expect_continue = minor >= 1
+            && body != Body::None
+            && head
+                .values("expect")
+                .any(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        let host_line = self
+            .host
+            .as_ref()
+            .map(|h| format!("Host: {h}\r\n").into_bytes());
+        let extra = match &host_line {
+            Some(line) if !head.has("host") => line.clone(),
+            _ => Vec::new(),
+        };
+        head.emit(
+            out,
+            |f| match f.name.as_str() {
+                "content-length" if both => Edit::Drop,
+                "expect" if expect_continue => Edit::Drop,
+                "host" => match &host_line {
+                    Some(line) => Edit::Replace(line.clone()),
+                    None => Edit::Keep,
+                },
+                _ => Edit::Keep,
+            },
+            &extra,
+        );
+        Ok(Request {
+            name: method,
+            expects_response: true,
+            body,
+            early_reply: if expect_continue {
+                CONTINUE.to_vec()
+            } else {
+                Vec::new()
+            },
+            tunnel: false,
+            close,
+            flags,
+        })
+    }
+}
+
+impl Framing for HttpSession {
+    fn read_request(
+        &mut self,
+        client: &mut dyn BufRead,
+        head: &mut Vec<u8>,
+    ) -> io::Result<Option<Request>> {
+        let Some(parsed) = read_head(client, "request", MAX_HEAD)? else {
+            return Ok(None);
+        };
+        self.parse_request(parsed, head).map(Some)
+    }
+
+    fn read_response(
+        &mut self,
+        req: &Request,
+        backend: &mut dyn BufRead,
+        head: &mut Vec<u8>,
+    ) -> io::Result<Response> {
+        let start = head.len();
+        loop {
+            let budget = MAX_HEAD.saturating_sub(head.len() - start);
+            let Some(parsed) = read_head(backend, "response", budget)? else {
+                return Err(cut_short(if head.len() > start {
+                    "the backend closed after an interim response"
+                } else {
+                    "the backend closed without answering"
+                }));
+            };
+            let line = parsed.start_line();
+            let bad = || {
+                invalid(format!(
+                    "bad status line {:?}",
+                    String::from_utf8_lossy(&line[..line.len().min(80)])
+                ))
+            };
+            let (version, rest) = match line.iter().position(|&b| b == b' ') {
+                Some(sp) => (&line[..sp], &line[sp + 1..]),
+                None => return Err(bad()),
+            };
+            let minor = parse_version(version)?;
+            let status = match rest {
+                [a, b, c] | [a, b, c, b' ', ..]
+                    if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() =>
+                {
+                    u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+                }
+                _ => return Err(bad()),
+            };
+            if status < 100 {
+                return Err(bad());
+            }
+            if (100..200).contains(&status) && status != 101 {
+                // Interim: forwarded with the final response.
+                head.extend_from_slice(&parsed.raw);
+                continue;
+            }
+            let framing = body_framing(&parsed, "response")?;
+            let both = parsed.has("transfer-encoding") && parsed.has("content-length");
+            let mut close = closes(&parsed, minor) || both;
+            let mut tunnel = false;
+            let body = if status == 101
+                || (req.flags & FLAG_CONNECT != 0 && (200..300).contains(&status))
+            {
+                tunnel = true;
+                Body::None
+            } else if req.flags & FLAG_HEAD != 0 || status == 204 || status == 304 {
+                Body::None
+            } else {
+                match framing {
+                    Framed::Chunked => Body::Chunked,
+                    Framed::Length(n) => Body::Length(n),
+                    Framed::None | Framed::OtherEncoding => {
+                        close = true;
+                        Body::UntilClose
+                    }
+                }
+            };
+            if body == Body::Chunked && minor == 0 {
+                close = true;
+            }
+            parsed.emit(
+                head,
+                |f| {
+                    if both && f.name == "content-length" {
+                        Edit::Drop
+                    } else {
+                        Edit::Keep
+                    }
+                },
+                b"",
+            );
+            return Ok(Response {
+                body,
+                tunnel,
+                close,
+            });
+        }
+    }
+
+    fn copy_body(
+        &mut self,
+        body: Body,
+        from: &mut dyn BufRead,
+        to: &mut dyn Write,
+    ) -> io::Result<()> {
+        match body {
+            Body::Chunked => copy_chunked(from, to),
+            other => copy_plain(other, from, to),
+        }
+    }
+
+    fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply {
+        error_response(req, rng)
+    }
+}
+
+/// A complete random `500`..`503` response that closes the connection.
+pub fn error_response(req: &Request, rng: &mut fastrand::Rng) -> ErrorReply {
+    const STATUSES: [(u16, &str); 4] = [
+        (500, "Internal Server Error"),
+        (501, "Not Implemented"),
+        (502, "Bad Gateway"),
+        (503, "Service Unavailable"),
+    ];
+    let (code, reason) = STATUSES[rng.usize(..STATUSES.len())];
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><title>{code} {reason}</title></head>\n\
+         <body><h1>{code} {reason}</h1><p>Injected by vaurien.</p></body></html>\n"
+    );
+    let mut bytes = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if req.flags & FLAG_HEAD == 0 {
+        bytes.extend_from_slice(body.as_bytes());
+    }
+    ErrorReply { bytes, close: true }
+}
+
+/// Copies a body that is not chunked, as the driver's default does.
+fn copy_plain(body: Body, from: &mut dyn BufRead, to: &mut dyn Write) -> io::Result<()> {
+    match body {
+        Body::None => Ok(()),
+        Body::Length(n) => copy_exact(from, to, n, "body"),
+        Body::UntilClose => io::copy(from, to).map(drop),
+        Body::Chunked => copy_chunked(from, to),
+    }
+}
+
+/// Copies exactly `n` bytes as they arrive; fewer is `UnexpectedEof`.
+fn copy_exact(from: &mut dyn BufRead, to: &mut dyn Write, n: u64, what: &str) -> io::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let buf = match from.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Err(cut_short(format!(
+                "{what} cut short: {} of {n} bytes",
+                n - left
+            )));
+        }
+        let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        to.write_all(&buf[..take])?;
+        from.consume(take);
+        left -= take as u64;
+    }
+    Ok(())
+}
+
+/// Copies a chunked body verbatim: size lines with their extensions, data, CRLFs, the last
+/// chunk and the trailer section.
+fn copy_chunked(from: &mut dyn BufRead, to: &mut dyn Write) -> io::Result<()> {
+    let mut line = Vec::with_capacity(64);
+    loop {
+        line.clear();
+        if read_line(from, &mut line, MAX_CHUNK_LINE, "chunk-size line")? == 0 {
+            return Err(cut_short("chunked body cut short before a chunk size"));
+        }
+        let size = chunk_size(trim_eol(&line))?;
+        to.write_all(&line)?;
+        if size == 0 {
+            break;
+        }
+        copy_exact(from, to, size, "chunk")?;
+        line.clear();
+        if read_line(from, &mut line, 2, "chunk data terminator")? == 0 {
+            return Err(cut_short("chunked body cut short after a chunk"));
+        }
+        if trim_eol(&line) != b"" {
+            return Err(invalid("chunk data not followed by CRLF"));
+        }
+        to.write_all(&line)?;
+    }
+    // The trailer section, up to its empty line.
+    let mut total = 0usize;
+    let mut fields = 0usize;
+    loop {
+        line.clear();
+        let n = read_line(from, &mut line, MAX_LINE, "trailer line")?;
+        if n == 0 {
+            return Err(cut_short("chunked body cut short in its trailers"));
+        }
+        total += n;
+        if total > MAX_HEAD {
+            return Err(invalid(format!(
+                "trailer section longer than {}",
+                size_text(MAX_HEAD)
+            )));
+        }
+        to.write_all(&line)?;
+        if trim_eol(&line).is_empty() {
+            return Ok(());
+        }
+        fields += 1;
+        if fields > MAX_HEADERS {
+            return Err(invalid(format!("more than {MAX_HEADERS} trailer fields")));
+        }
+    }
+}
+
+/// Reads the hex size of a chunk-size line, ignoring extensions.
+fn chunk_size(line: &[u8]) -> io::Result<u64> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits = trim_ows(digits);
+    let bad = || {
+        invalid(format!(
+            "bad chunk size {:?}",
+            String::from_utf8_lossy(&line[..line.len().min(40)])
+        ))
+    };
+    if digits.is_empty() || digits.len() > 16 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad());
+    }
+    let text = std::str::from_utf8(digits).map_err(|_| bad())?;
+    u64::from_str_radix(text, 16).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Cursor};
+
+    /// A reader over `bytes` with a tiny buffer, so that every boundary gets crossed.
+    fn reader(bytes: &[u8]) -> BufReader<Cursor<Vec<u8>>> {
+        BufReader::with_capacity(7, Cursor::new(bytes.to_vec()))
+    }
+
+    fn session() -> HttpSession {
+        HttpSession::new(None)
+    }
+
+    fn request(bytes: &[u8]) -> io::Result<Option<(Request, Vec<u8>)>> {
+        request_with(&mut session(), bytes)
+    }
+
+    fn request_with(s: &mut HttpSession, bytes: &[u8]) -> io::Result<Option<(Request, Vec<u8>)>> {
+        let mut r = reader(bytes);
+        let mut head = Vec::new();
+        Ok(s.read_request(&mut r, &mut head)?.map(|req| (req, head)))
+    }
+
+    fn req_ok(bytes: &[u8]) -> (Request, Vec<u8>) {
+        request(bytes).expect("parses").expect("a request")
+    }
+
+    fn req_err(bytes: &[u8]) -> io::Error {
+        request(bytes).expect_err("must fail")
+    }
+
+    fn response_to(req: &Request, bytes: &[u8]) -> io::Result<(Response, Vec<u8>, Vec<u8>)> {
+        let mut s = session();
+        let mut r = reader(bytes);
+        let mut head = Vec::new();
+        let resp = s.read_response(req, &mut r, &mut head)?;
+        let mut body = Vec::new();
+        s.copy_body(resp.body, &mut r, &mut body)?;
+        Ok((resp, head, body))
+    }
+
+    fn get() -> Request {
+        req_ok(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").0
+    }
+
+    fn resp_ok(req: &Request, bytes: &[u8]) -> (Response, Vec<u8>, Vec<u8>) {
+        response_to(req, bytes).expect("response parses")
+    }
+
+    fn chunked(bytes: &[u8]) -> (io::Result<()>, Vec<u8>, Vec<u8>) {
+        let mut r = reader(bytes);
+        let mut out = Vec::new();
+        let res = session().copy_body(Body::Chunked, &mut r, &mut out);
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        (res, out, rest)
+    }
+
+    fn assert_invalid(e: &io::Error, needle: &str) {
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(
+            e.to_string().contains(needle),
+            "{e:?} should say {needle:?}"
+        );
+    }
+
+    #[test]
+    fn a_simple_get_is_forwarded_verbatim() {
+        let raw = b"GET /a?b=c HTTP/1.1\r\nHost: example.org\r\nX-Odd:  spaced \r\n\r\n";
+        let (req, head) = req_ok(raw);
+        assert_eq!(head, raw);
+        assert_eq!(req.name, "GET");
+        assert!(req.expects_response);
+        assert_eq!(req.body, Body::None);
+        assert!(!req.close && !req.tunnel);
+        assert!(req.early_reply.is_empty());
+        assert_eq!(req.flags, 0);
+    }
+
+    #[test]
+    fn bare_lf_line_endings_are_accepted() {
+        let raw = b"GET / HTTP/1.1\nHost: x\n\n";
+        let (req, head) = req_ok(raw);
+        assert_eq!(head, raw);
+        assert_eq!(req.body, Body::None);
+    }
+
+    #[test]
+    fn connection_close_rules() {
+        assert!(req_ok(b"GET / HTTP/1.0\r\n\r\n").0.close);
+        assert!(
+            !req_ok(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .0
+                .close
+        );
+        assert!(!req_ok(b"GET / HTTP/1.1\r\n\r\n").0.close);
+        assert!(
+            req_ok(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .0
+                .close
+        );
+        assert!(
+            req_ok(b"GET / HTTP/1.1\r\nConnection: keep-alive, CLOSE\r\n\r\n")
+                .0
+                .close
+        );
+        assert!(
+            req_ok(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
+                .0
+                .close
+        );
+        assert_eq!(
+            req_ok(b"GET / HTTP/1.0\r\n\r\n").0.flags & FLAG_HTTP10,
+            FLAG_HTTP10
+        );
+        // HTTP/1.2 and later minors are read as 1.1.
+        assert!(!req_ok(b"GET / HTTP/1.2\r\n\r\n").0.close);
+    }
+
+    #[test]
+    fn content_length_bodies() {
+        let (req, _) = req_ok(b"POST /f HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(req.body, Body::Length(5));
+        assert_eq!(req.name, "POST");
+        let (req, _) =
+            req_ok(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(req.body, Body::Length(5));
+        let (req, _) = req_ok(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(req.body, Body::None);
+        let (req, _) = req_ok(b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert_eq!(req.body, Body::Length(u64::MAX));
+    }
+
+    #[test]
+    fn bad_content_lengths_are_refused() {
+        let e = req_err(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n");
+        assert_invalid(&e, "two different Content-Length");
+        assert_invalid(
+            &req_err(b"POST / HTTP/1.1\r\nContent-Length: 5, 7\r\n\r\n"),
+            "different",
+        );
+        for bad in [
+            "-1",
+            "abc",
+            "+5",
+            "0x10",
+            "",
+            "1 2",
+            "99999999999999999999999",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
+            assert_invalid(&req_err(raw.as_bytes()), "Content-Length");
+        }
+    }
+
+    #[test]
+    fn chunked_wins_over_content_length_which_is_dropped() {
+        let raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (req, head) = req_ok(raw);
+        assert_eq!(req.body, Body::Chunked);
+        assert!(
+            req.close,
+            "a smuggling-shaped request closes after its call"
+        );
+        assert_eq!(
+            head,
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let (req, head) = req_ok(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+        assert_eq!(req.body, Body::Chunked);
+        assert!(!req.close);
+        assert_eq!(
+            head,
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"
+        );
+        let e = req_err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        assert_invalid(&e, "does not end with chunked");
+    }
+
+    #[test]
+    fn expect_100_continue_is_answered_by_the_proxy() {
+        let raw =
+            b"PUT /u HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\nabc";
+        let (req, head) = req_ok(raw);
+        assert_eq!(req.early_reply, CONTINUE);
+        assert_eq!(
+            head,
+            b"PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n"
+        );
+        // Without a body, or from an HTTP/1.0 client, the header goes through untouched.
+        let raw = b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n";
+        let (req, head) = req_ok(raw);
+        assert!(req.early_reply.is_empty());
+        assert_eq!(head, raw);
+        let raw = b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n";
+        let (req, head) = req_ok(raw);
+        assert!(req.early_reply.is_empty());
+        assert_eq!(head, raw);
+        let raw = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(req_ok(raw).0.early_reply, CONTINUE);
+    }
+
+    #[test]
+    fn host_is_rewritten_only_when_asked() {
+        let raw = b"GET / HTTP/1.1\r\nhost: front.example\r\nAccept: */*\r\n\r\n";
+        assert_eq!(req_ok(raw).1, raw);
+        let mut s = HttpSession::new(Some("10.0.0.1:8080".into()));
+        let (_, head) = request_with(&mut s, raw).unwrap().unwrap();
+        assert_eq!(
+            head,
+            b"GET / HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nAccept: */*\r\n\r\n"
+        );
+        let (_, head) = request_with(&mut s, b"GET / HTTP/1.0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head, b"GET / HTTP/1.0\r\nHost: 10.0.0.1:8080\r\n\r\n");
+        let hp = HostPort::parse("[::1]:81").unwrap();
+        let mut s = HttpSession::new(Some(hp.to_string()));
+        let (_, head) = request_with(&mut s, raw).unwrap().unwrap();
+        assert_eq!(
+            head,
+            b"GET / HTTP/1.1\r\nHost: [::1]:81\r\nAccept: */*\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn head_upgrade_and_connect_are_flagged() {
+        assert_eq!(req_ok(b"HEAD / HTTP/1.1\r\n\r\n").0.flags, FLAG_HEAD);
+        let raw = b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let (req, _) = req_ok(raw);
+        assert_eq!(req.flags, FLAG_UPGRADE);
+        assert!(!req.tunnel, "only a 101 answer opens the tunnel");
+        let (req, _) = req_ok(b"CONNECT example.org:443 HTTP/1.1\r\n\r\n");
+        assert_eq!(req.flags, FLAG_CONNECT);
+    }
+
+    #[test]
+    fn obs_fold_continuation_lines_are_kept() {
+        let raw = b"GET / HTTP/1.1\r\nConnection: keep-alive,\r\n close\r\nHost: x\r\n\r\n";
+        let (req, head) = req_ok(raw);
+        assert!(req.close);
+        assert_eq!(head, raw);
+        assert_invalid(
+            &req_err(b"GET / HTTP/1.1\r\n folded: x\r\n\r\n"),
+            "continuation",
+        );
+    }
+
+    #[test]
+    fn pipelined_requests_are_read_one_by_one() {
+        let input = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+            POST /2 HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody\
+            \r\n\
+            PUT /3 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nab\r\n0\r\nT: 1\r\n\r\n\
+            HEAD /4 HTTP/1.1\r\n\r\n\
+            GET /5 HTTP/1.0\r\n\r\n";
+        let mut s = session();
+        let mut r = reader(input);
+        let mut seen = Vec::new();
+        loop {
+            let mut head = Vec::new();
+            let Some(req) = s.read_request(&mut r, &mut head).unwrap() else {
+                break;
+            };
+            let mut body = Vec::new();
+            s.copy_body(req.body, &mut r, &mut body).unwrap();
+            let line = head.split(|&b| b == b'\r').next().unwrap().to_vec();
+            seen.push((String::from_utf8(line).unwrap(), req.body, body, req.close));
+        }
+        let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "GET /1 HTTP/1.1",
+                "POST /2 HTTP/1.1",
+                "PUT /3 HTTP/1.1",
+                "HEAD /4 HTTP/1.1",
+                "GET /5 HTTP/1.0"
+            ]
+        );
+        assert_eq!(seen[1].2, b"body");
+        assert_eq!(seen[2].2, b"2;x=y\r\nab\r\n0\r\nT: 1\r\n\r\n");
+        assert_eq!(
+            seen.iter().map(|s| s.3).collect::<Vec<_>>(),
+            [false, false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn empty_lines_and_clean_eof() {
+        assert!(request(b"").unwrap().is_none());
+        assert!(request(b"\r\n\r\n\n").unwrap().is_none());
+        let (req, head) = req_ok(b"\r\n\nGET / HTTP/1.1\r\n\r\n");
+        assert_eq!(req.name, "GET");
+        assert_eq!(
+            head, b"GET / HTTP/1.1\r\n\r\n",
+            "skipped empty lines are not forwarded"
+        );
+        let endless = vec![b'\n'; MAX_HEAD + 10];
+        assert_invalid(&req_err(&endless), "empty lines");
+    }
+
+    #[test]
+    fn truncated_requests_are_unexpected_eof() {
+        for cut in [
+            &b"GE"[..],
+            b"GET / HTTP/1.1",
+            b"GET / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r",
+        ] {
+            let e = req_err(cut);
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{cut:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn garbage_requests_are_invalid_data() {
+        for bad in [
+            &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"[..],
+            b"GET /\r\n\r\n",
+            b"HELLO\r\n\r\n",
+            b"GET / HTTP/1.1 extra\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b" GET / HTTP/1.1\r\n\r\n",
+            b"G(T / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / http/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: empty name\r\n\r\n",
+        ] {
+            let e = req_err(bad);
+            assert_eq!(
+                e.kind(),
+                io::ErrorKind::InvalidData,
+                "{:?}: {e}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_requests_name_what_was_too_long() {
+        let mut long_line = b"GET /".to_vec();
+        long_line.extend(std::iter::repeat_n(b'a', MAX_LINE));
+        long_line.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert_invalid(&req_err(&long_line), "request line longer than 8 KiB");
+
+        let mut long_header = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long_header.extend(std::iter::repeat_n(b'v', MAX_LINE));
+        long_header.extend_from_slice(b"\r\n\r\n");
+        assert_invalid(
+            &req_err(&long_header),
+            "request header line longer than 8 KiB",
+        );
+
+        // Just under the line limit is fine.
+        let mut fits = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        fits.extend(std::iter::repeat_n(b'v', MAX_LINE - 5));
+        fits.extend_from_slice(b"\r\n\r\n");
+        assert!(request(&fits).unwrap().is_some());
+
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_invalid(&req_err(&many), "more than 100 header fields");
+        let mut hundred = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            hundred.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        hundred.extend_from_slice(b"\r\n");
+        assert!(request(&hundred).unwrap().is_some());
+
+        let mut big = b"GET / HTTP/1.1\r\n".to_vec();
+        let value = "v".repeat(8000);
+        for i in 0..9 {
+            big.extend_from_slice(format!("X-{i}: {value}\r\n").as_bytes());
+        }
+        big.extend_from_slice(b"\r\n");
+        assert_invalid(&req_err(&big), "request head longer than 64 KiB");
+    }
+
+    #[test]
+    fn responses_with_length_chunked_or_until_close() {
+        let req = get();
+        let (resp, head, body) =
+            resp_ok(&req, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiEXTRA");
+        assert_eq!(resp.body, Body::Length(2));
+        assert!(!resp.close && !resp.tunnel);
+        assert_eq!(head, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(body, b"hi");
+
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        let (resp, _, body) = resp_ok(&req, raw);
+        assert_eq!(resp.body, Body::Chunked);
+        assert_eq!(body, b"3\r\nabc\r\n0\r\n\r\n");
+
+        let (resp, _, body) = resp_ok(&req, b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nall of it");
+        assert_eq!(resp.body, Body::UntilClose);
+        assert!(resp.close);
+        assert_eq!(body, b"all of it");
+
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz";
+        let (resp, _, _) = resp_ok(&req, raw);
+        assert_eq!(resp.body, Body::UntilClose);
+        assert!(resp.close);
+
+        let raw =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let (resp, head, _) = resp_ok(&req, raw);
+        assert_eq!(resp.body, Body::Chunked);
+        assert!(resp.close);
+        assert_eq!(
+            head,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_connection_rules() {
+        let req = get();
+        let (resp, _, _) = resp_ok(&req, b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(resp.close);
+        let raw = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+        assert!(!resp_ok(&req, raw).0.close);
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        assert!(resp_ok(&req, raw).0.close);
+        let raw = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        assert!(!resp_ok(&req, raw).0.close);
+        // No reason phrase, or an empty one.
+        assert!(
+            resp_ok(&req, b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n")
+                .0
+                .body
+                == Body::Length(0)
+        );
+        assert!(
+            resp_ok(&req, b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n")
+                .0
+                .body
+                == Body::Length(0)
+        );
+    }
+
+    #[test]
+    fn bodiless_responses() {
+        let head_req = req_ok(b"HEAD /big HTTP/1.1\r\n\r\n").0;
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n\r\nHTTP/1.1 200 OK\r\n";
+        let (resp, head, body) = resp_ok(&head_req, raw);
+        assert_eq!(resp.body, Body::None);
+        assert!(!resp.close);
+        assert_eq!(head, b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n\r\n");
+        assert!(body.is_empty());
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(resp_ok(&head_req, raw).0.body, Body::None);
+
+        let req = get();
+        let raw = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 1234\r\n\r\n";
+        let (resp, _, _) = resp_ok(&req, raw);
+        assert_eq!(resp.body, Body::None);
+        assert!(!resp.close);
+        let (resp, _, _) = resp_ok(&req, b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(resp.body, Body::None);
+        assert!(
+            !resp.close,
+            "204 without a length does not read until close"
+        );
+    }
+
+    #[test]
+    fn interim_responses_are_forwarded_with_the_final_one() {
+        let req = req_ok(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n").0;
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\n\
+            HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+            HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (resp, head, body) = resp_ok(&req, raw);
+        assert_eq!(resp.body, Body::Length(2));
+        assert_eq!(head, &raw[..raw.len() - 2]);
+        assert_eq!(body, b"ok");
+        let e = response_to(&req, b"HTTP/1.1 100 Continue\r\n\r\n").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn switching_protocols_and_connect_open_a_tunnel() {
+        let req = req_ok(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n").0;
+        let raw = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nraw bytes";
+        let mut r = reader(raw);
+        let mut head = Vec::new();
+        let resp = session().read_response(&req, &mut r, &mut head).unwrap();
+        assert!(resp.tunnel);
+        assert_eq!(resp.body, Body::None);
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"raw bytes", "tunnel bytes stay unread");
+
+        let connect = req_ok(b"CONNECT h:443 HTTP/1.1\r\n\r\n").0;
+        let (resp, _, _) = resp_ok(&connect, b"HTTP/1.1 200 Connection established\r\n\r\n");
+        assert!(resp.tunnel);
+        let (resp, _, _) = resp_ok(&connect, b"HTTP/1.1 403 No\r\nContent-Length: 0\r\n\r\n");
+        assert!(!resp.tunnel);
+    }
+
+    #[test]
+    fn bad_and_truncated_responses() {
+        let req = get();
+        let e = response_to(&req, b"").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let e = response_to(&req, b"HTTP/1.1 200 OK\r\nContent-Le").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let e =
+            response_to(&req, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        for bad in [
+            &b"HTTP/1.1 20 OK\r\n\r\n"[..],
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 abc OK\r\n\r\n",
+            b"HTTP/1.1 099 Low\r\n\r\n",
+            b"HTTP/1.1\r\n\r\n",
+            b"ICY 200 OK\r\n\r\n",
+            b"HTTP/2 200\r\n\r\n",
+            b"SSH-2.0-OpenSSH_9.0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nbroken header\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            let e = response_to(&req, bad).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                io::ErrorKind::InvalidData,
+                "{:?}: {e}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..9 {
+            big.extend_from_slice(format!("X-{i}: {}\r\n", "v".repeat(8000)).as_bytes());
+        }
+        big.extend_from_slice(b"\r\n");
+        assert_invalid(
+            &response_to(&req, &big).unwrap_err(),
+            "response head longer than 64 KiB",
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_are_copied_verbatim_with_extensions_and_trailers() {
+        let body = b"4;name=value;q=\"a b\"\r\nWiki\r\n\
+            5 ; ext\r\npedia\r\n\
+            E\r\n in\r\n\r\nchunks.\r\n\
+            0;last\r\nExpires: never\r\nX-Checksum: abc\r\n\r\n";
+        let mut input = body.to_vec();
+        input.extend_from_slice(b"NEXT MESSAGE");
+        let (res, out, rest) = chunked(&input);
+        res.unwrap();
+        assert_eq!(out, body);
+        assert_eq!(rest, b"NEXT MESSAGE");
+        let (res, out, _) = chunked(b"0\r\n\r\n");
+        res.unwrap();
+        assert_eq!(out, b"0\r\n\r\n");
+        let (res, out, _) = chunked(b"a\nabcdefghij\n0\n\n");
+        res.unwrap();
+        assert_eq!(out, b"a\nabcdefghij\n0\n\n");
+        let (res, out, _) = chunked(b"00000000000000010\r\n");
+        assert_invalid(&res.unwrap_err(), "chunk size");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn chunked_bodies_stream_as_they_arrive() {
+        // Cut in the middle of the second chunk: what came before has been written already.
+        let (res, out, _) = chunked(b"5\r\nhello\r\n8\r\nwor");
+        assert_eq!(res.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(out, b"5\r\nhello\r\n8\r\nwor");
+
+        // A big chunk is never held whole: writes are as small as the reader's buffer.
+        struct Largest(usize, usize);
+        impl Write for Largest {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0 = self.0.max(b.len());
+                self.1 += b.len();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut input = b"100000\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 0x100000));
+        input.extend_from_slice(b"\r\n0\r\n\r\n");
+        let mut r = BufReader::with_capacity(4096, Cursor::new(input.clone()));
+        let mut w = Largest(0, 0);
+        session().copy_body(Body::Chunked, &mut r, &mut w).unwrap();
+        assert_eq!(w.1, input.len());
+        assert!(w.0 <= 4096, "largest write {}", w.0);
+    }
+
+    #[test]
+    fn bad_chunked_bodies() {
+        for (bad, needle) in [
+            (&b"xyz\r\n"[..], "chunk size"),
+            (b"\r\n", "chunk size"),
+            (b"-1\r\n", "chunk size"),
+            (b"0x5\r\nhello\r\n", "chunk size"),
+            (b"5\r\nhelloXX0\r\n\r\n", "chunk data"),
+            (b"5\r\nhello\rX", "chunk data"),
+        ] {
+            let (res, _, _) = chunked(bad);
+            assert_invalid(&res.unwrap_err(), needle);
+        }
+        let mut long = b"5;".to_vec();
+        long.extend(std::iter::repeat_n(b'e', MAX_CHUNK_LINE));
+        long.extend_from_slice(b"\r\nhello\r\n");
+        let (res, _, _) = chunked(&long);
+        assert_invalid(&res.unwrap_err(), "chunk-size line longer than 1 KiB");
+        let mut trailers = b"0\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            trailers.extend_from_slice(format!("T-{i}: v\r\n").as_bytes());
+        }
+        trailers.extend_from_slice(b"\r\n");
+        let (res, _, _) = chunked(&trailers);
+        assert_invalid(&res.unwrap_err(), "trailer fields");
+        for cut in [
+            &b""[..],
+            b"5\r\nhel",
+            b"5\r\nhello",
+            b"5\r\nhello\r\n",
+            b"0\r\nT: 1\r\n",
+        ] {
+            let (res, _, _) = chunked(cut);
+            assert_eq!(
+                res.unwrap_err().kind(),
+                io::ErrorKind::UnexpectedEof,
+                "{cut:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_bodies_are_copied_like_the_default() {
+        let mut r = reader(b"0123456789");
+        let mut out = Vec::new();
+        let mut s = session();
+        s.copy_body(Body::Length(4), &mut r, &mut out).unwrap();
+        assert_eq!(out, b"0123");
+        s.copy_body(Body::None, &mut r, &mut out).unwrap();
+        assert_eq!(out, b"0123");
+        s.copy_body(Body::UntilClose, &mut r, &mut out).unwrap();
+        assert_eq!(out, b"0123456789");
+        let e = s.copy_body(Body::Length(1), &mut r, &mut out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    fn parse_reply(bytes: &[u8]) -> (u16, Vec<u8>, Vec<u8>) {
+        let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = bytes[..split].to_vec();
+        let code = std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap();
+        (code, head, bytes[split..].to_vec())
+    }
+
+    #[test]
+    fn error_replies_are_complete_random_50x_responses() {
+        let req = get();
+        let mut codes = std::collections::BTreeSet::new();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..64 {
+            let reply = session().error_reply(&req, &mut rng);
+            assert!(reply.close);
+            let (code, head, body) = parse_reply(&reply.bytes);
+            codes.insert(code);
+            let text = String::from_utf8(head.clone()).unwrap();
+            assert!(text.contains("\r\nContent-Type: text/html\r\n"), "{text}");
+            assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+            assert!(
+                text.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+                "{text}"
+            );
+            assert!(String::from_utf8(body).unwrap().contains("<html>"));
+            // The reply is itself a response this parser accepts.
+            let (resp, h, b) = resp_ok(&req, &reply.bytes);
+            assert!(resp.close);
+            assert_eq!(h, head);
+            assert_eq!(
+                b.len() as u64,
+                match resp.body {
+                    Body::Length(n) => n,
+                    _ => 0,
+                }
+            );
+        }
+        assert_eq!(codes.into_iter().collect::<Vec<_>>(), [500, 501, 502, 503]);
+        let same = |seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            session().error_reply(&req, &mut rng).bytes
+        };
+        assert_eq!(same(42), same(42), "the rng decides");
+        let head_req = req_ok(b"HEAD / HTTP/1.1\r\n\r\n").0;
+        let reply = session().error_reply(&head_req, &mut rng);
+        let (_, head, body) = parse_reply(&reply.bytes);
+        assert!(body.is_empty(), "no body after a HEAD");
+        assert!(!String::from_utf8(head)
+            .unwrap()
+            .contains("Content-Length: 0\r\n"));
+    }
+
+    #[test]
+    fn the_protocol_declaration() {
+        let spec = spec();
+        assert_eq!(spec.name, "http");
+        let names: Vec<&str> = spec.options.iter().map(|o| o.name).collect();
+        assert_eq!(
+            names,
+            [
+                "buffer",
+                "keep_alive",
+                "reuse_socket",
+                "overwrite_host_header"
+            ]
+        );
+        let mut values = Values::defaults(spec.options);
+        let p = (spec.build)(&values).unwrap();
+        assert_eq!(p.name(), "http");
+        assert!(!p.stream_options().reuse_socket);
+        let backend = HostPort::parse("127.0.0.1:9").unwrap();
+        let mut f = p.framing(&backend).expect("framed");
+        let mut head = Vec::new();
+        f.read_request(&mut reader(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), &mut head)
+            .unwrap();
+        assert_eq!(head, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+
+        values.set("overwrite_host_header", crate::opts::Value::Bool(true));
+        values.set("reuse_socket", crate::opts::Value::Bool(true));
+        let p = (spec.build)(&values).unwrap();
+        assert!(
+            p.stream_options().reuse_socket,
+            "http framing makes reuse safe"
+        );
+        let mut f = p.framing(&backend).unwrap();
+        head.clear();
+        f.read_request(&mut reader(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), &mut head)
+            .unwrap();
+        assert_eq!(head, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n");
+        assert!(crate::protocol::builtins().iter().any(|s| s.name == "http"));
+    }
+}
