@@ -1,0 +1,845 @@
+//! `--protocol redis` against a real `redis-server`, with the real `redis-cli` and
+//! `redis-benchmark` as clients.
+//!
+//! Every test here is `#[ignore]`d: `make test` skips them, `make test-real` (see `.ci/run`)
+//! runs them. They fail, never skip, when `redis-server`, `redis-cli` or `redis-benchmark` is
+//! missing (Debian: `apt-get install redis-server redis-tools`).
+//!
+//! Each test starts its own private server (so tests may run in parallel and share no keys):
+//! `redis-server --port P --bind 127.0.0.1 --save '' --appendonly no --dir DIR` on a free port,
+//! with its working directory under the temp dir (`vaurien-redis-PID-N`). It is ready when its
+//! log on stdout says "Ready to accept connections" (waited for inside `within`, never by
+//! sleeping). It is stopped by its pid (SIGTERM, SIGKILL after 10 s) when the test's handle
+//! drops, panics included; should the test binary die first, the server gets SIGTERM through
+//! `PR_SET_PDEATHSIG`. Directories left by such a death are removed by the next run.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+#[cfg(target_os = "linux")]
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Finds `name` in `PATH`, then in the usual system directories.
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(
+        ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
+            .iter()
+            .map(PathBuf::from),
+    );
+    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn need_tool(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| {
+        panic!(
+            "{name} not found in PATH nor /usr/sbin: install it (make test-real needs the \
+             Debian packages redis-server and redis-tools, see .ci/run)"
+        )
+    })
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
+
+/// Removes `vaurien-redis-PID-N` directories of test runs that died without cleaning up.
+fn remove_stale_dirs(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("vaurien-redis-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+static SERVER_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A private redis-server, stopped by its pid when dropped.
+struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    /// Everything it logged so far.
+    log: Arc<Mutex<String>>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port (another one if that port was taken meanwhile). The
+    /// calling thread must outlive the server: it is the server's parent for
+    /// `PR_SET_PDEATHSIG`, which a test thread is.
+    fn start() -> RedisServer {
+        let bin = need_tool("redis-server");
+        need_tool("redis-cli");
+        let tmp = std::env::temp_dir();
+        remove_stale_dirs(&tmp);
+        let dir = tmp.join(format!(
+            "vaurien-redis-{}-{}",
+            std::process::id(),
+            SERVER_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the redis directory");
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(&bin);
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--enable-debug-command", "local"])
+                .arg("--dir")
+                .arg(&dir)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
+            #[cfg(target_os = "linux")]
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn().expect("spawn redis-server");
+            let log = Arc::new(Mutex::new(String::new()));
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            // Both outputs are read for as long as the server runs, so that it never blocks
+            // on a full pipe; the first line saying it is ready is reported.
+            for out in [
+                Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+                Box::new(child.stderr.take().expect("stderr")),
+            ] {
+                let (log, ready_tx) = (log.clone(), ready_tx.clone());
+                thread::spawn(move || {
+                    for line in BufReader::new(out).lines() {
+                        let Ok(line) = line else { break };
+                        if line.contains("Ready to accept connections") {
+                            let _ = ready_tx.send(true);
+                        }
+                        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                    let _ = ready_tx.send(false); // the server is gone
+                });
+            }
+            drop(ready_tx);
+            let ready = within(
+                Duration::from_secs(30),
+                "redis-server to be ready",
+                move || ready_rx.recv().unwrap_or(false),
+            );
+            let server = RedisServer {
+                port,
+                dir: dir.clone(),
+                child: Some(child),
+                log,
+            };
+            if ready {
+                return server;
+            }
+            last_log = server.log();
+            drop(server);
+            if !last_log.contains("in use") {
+                break;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("redis-server did not start; its log:\n{last_log}");
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for RedisServer {
+    /// SIGTERM by pid, wait for the exit (SIGKILL after 10 s), remove the directory.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the pid of our own child, not reaped yet.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `vaurien --protocol redis --backend SERVER --behavior MIX EXTRA...`.
+fn redis_proxy(server: &RedisServer, mix: &str, extra: &[&str]) -> Vaurien {
+    let backend = server.addr();
+    let mut args = vec![
+        "--protocol",
+        "redis",
+        "--backend",
+        &backend,
+        "--behavior",
+        mix,
+    ];
+    args.extend_from_slice(extra);
+    Vaurien::start(&args)
+}
+
+/// A child process killed (by its pid) and reaped when dropped, panics included.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `TOOL ARGS` with `stdin`; the whole run is bounded by `limit`, after which the tool
+/// is killed and the test fails.
+fn run(tool: &str, args: &[String], stdin: &str, limit: Duration) -> Output {
+    let mut cmd = Command::new(need_tool(tool));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let stdin = stdin.to_string();
+    let what = format!("{tool} {}", args.join(" "));
+    let mut child = KillOnDrop(cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}")));
+    let mut input = child.0.stdin.take().expect("stdin");
+    thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let collect = |mut out: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = out.read_to_end(&mut all);
+            all
+        })
+    };
+    let stdout = collect(Box::new(child.0.stdout.take().expect("stdout")));
+    let stderr = collect(Box::new(child.0.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not finished within {limit:?} (killed)"
+        );
+        thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// `redis-cli -h 127.0.0.1 -p PORT ARGS` with the commands of `script` on its stdin.
+fn redis_cli(port: u16, args: &[&str], script: &str) -> Output {
+    let mut all = vec![
+        "-h".to_string(),
+        "127.0.0.1".to_string(),
+        "-p".to_string(),
+        port.to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    run("redis-cli", &all, script, Duration::from_secs(60))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Connects to `addr` with a read timeout.
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// A command in RESP.
+fn command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+/// Reads exactly `want.len()` bytes and checks them.
+fn expect(s: &mut TcpStream, want: &[u8], what: &str) {
+    let got = read_exactly(s, want.len()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(text(&got), text(want), "{what}");
+}
+
+/// Reads one line (CRLF included).
+fn read_reply_line(s: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        s.read_exact(&mut byte).expect("read a reply line");
+        line.push(byte[0]);
+    }
+    text(&line)
+}
+
+/// The default tests of redis-benchmark, in the order it runs them.
+const BENCHMARK_TESTS: &[&str] = &[
+    "PING_INLINE",
+    "PING_MBULK",
+    "SET",
+    "GET",
+    "INCR",
+    "LPUSH",
+    "RPUSH",
+    "LPOP",
+    "RPOP",
+    "SADD",
+    "HSET",
+    "SPOP",
+    "ZADD",
+    "ZPOPMIN",
+    "LPUSH (needed to benchmark LRANGE)",
+    "LRANGE_100 (first 100 elements)",
+    "LRANGE_300 (first 300 elements)",
+    "LRANGE_500 (first 500 elements)",
+    "LRANGE_600 (first 600 elements)",
+    "MSET (10 keys)",
+];
+
+/// Runs `redis-benchmark -q -n N EXTRA` against `port`; checks that every default test
+/// reports its requests per second, and returns those lines.
+fn benchmark(port: u16, n: usize, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "-n"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(n.to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let started = Instant::now();
+    let out = run("redis-benchmark", &args, "", Duration::from_secs(300));
+    let took = started.elapsed();
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "redis-benchmark {args:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    // Progress lines end with CR; the final result of each test with LF.
+    let results: Vec<String> = stdout
+        .split('\n')
+        .map(|l| l.rsplit('\r').next().unwrap_or(l).trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    for line in &results {
+        assert!(
+            line.contains("requests per second") && !line.to_lowercase().contains("error"),
+            "redis-benchmark {args:?}: unexpected line {line:?}\n{stdout}\n{stderr}"
+        );
+    }
+    let names: Vec<&str> = results
+        .iter()
+        .map(|l| l.split(": ").next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names, BENCHMARK_TESTS,
+        "redis-benchmark {args:?}:\n{stdout}"
+    );
+    assert!(
+        !stderr.to_lowercase().contains("error"),
+        "redis-benchmark {args:?}: {stderr}"
+    );
+    eprintln!("redis-benchmark {} took {took:?}", args.join(" "));
+    results
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn redis_benchmark_default_tests_pass_through_the_proxy() {
+    let server = RedisServer::start();
+    let mut proxy = redis_proxy(&server, "100:dummy", &[]);
+    let port = proxy.addr.port();
+    // 20,000 requests per test against a debug build of the proxy: about 18 s on two cores,
+    // then about 14 s with 16 commands pipelined per client.
+    for extra in [&[][..], &["-P", "16"]] {
+        for line in benchmark(port, 20_000, extra) {
+            eprintln!("  via vaurien {extra:?}: {line}");
+        }
+    }
+    assert!(proxy.is_running(), "vaurien exited:\n{}", proxy.log());
+    let log = proxy.log();
+    assert!(
+        !log.contains("WARN") && !log.contains("panicked"),
+        "vaurien logged warnings during the benchmark:\n{log}"
+    );
+}
+
+/// Commands for `redis-cli`, one a line: every RESP2 reply type, nested replies (MULTI/EXEC,
+/// Lua tables, XRANGE), nulls and errors. Starts from an empty database so that two runs
+/// answer alike.
+const SCRIPT: &str = r#"FLUSHALL
+PING
+SET greeting "hello world"
+GET greeting
+GET missing
+SET bin "a\x00\xff\r\nb"
+GET bin
+RPUSH list a b c "d e" ""
+LRANGE list 0 -1
+LRANGE missing 0 -1
+HSET hash f1 v1 f2 v2 f3 ""
+HGETALL hash
+HGET hash nope
+MGET greeting missing list nope bin
+INCR counter
+INCRBY counter 41
+INCRBYFLOAT fl 1.5
+SADD set x y z
+SCARD set
+ZADD z 1 a 2.5 b
+ZRANGE z 0 -1 WITHSCORES
+ZSCORE z b
+XADD s 1-1 f v g w
+XADD s 2-1 f x
+XRANGE s - +
+XREAD COUNT 10 STREAMS s 0
+EVAL "return {1,{2,{3,'x',{}}},redis.status_reply('fine'),false,'s'}" 0
+EVAL "return redis.error_reply('MYERR custom')" 0
+MULTI
+SET k1 v1
+INCR counter
+LRANGE list 0 1
+HGETALL hash
+GET missing
+LPUSH greeting x
+XRANGE s - +
+EXEC
+WATCH greeting
+MULTI
+EXEC
+LPUSH greeting x
+NOSUCHCOMMAND a b
+GET
+TYPE list
+EXISTS missing greeting
+DEL greeting
+GET greeting
+ECHO "line1\nline2"
+"#;
+
+/// RESP3 replies of every type: maps, sets, doubles, booleans, big numbers, verbatim
+/// strings, attributes, pushes and nulls (`DEBUG PROTOCOL`, enabled for local clients).
+const SCRIPT_RESP3: &str = r#"FLUSHALL
+HSET hash f1 v1 f2 v2
+HGETALL hash
+SADD set only
+SMEMBERS set
+ZADD z 2.5 a
+ZSCORE z a
+ZRANGE z 0 -1 WITHSCORES
+GET missing
+DEBUG PROTOCOL string
+DEBUG PROTOCOL integer
+DEBUG PROTOCOL double
+DEBUG PROTOCOL null
+DEBUG PROTOCOL array
+DEBUG PROTOCOL set
+DEBUG PROTOCOL map
+DEBUG PROTOCOL push
+DEBUG PROTOCOL verbatim
+DEBUG PROTOCOL true
+DEBUG PROTOCOL false
+EVAL "redis.setresp(3); return redis.call('HGETALL', KEYS[1])" 1 hash
+EVAL "return {double=3.5}" 0
+MULTI
+HGETALL hash
+SMEMBERS set
+ZSCORE z a
+EXEC
+PING
+"#;
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn redis_cli_sees_the_same_replies_through_the_proxy() {
+    let server = RedisServer::start();
+    let mut proxy = redis_proxy(&server, "100:dummy", &[]);
+    for (args, script) in [
+        (&["--no-raw"][..], SCRIPT),
+        (&["--raw"], SCRIPT),
+        (&["-3", "--no-raw"], SCRIPT_RESP3),
+        (&["-3", "--raw"], SCRIPT_RESP3),
+    ] {
+        let direct = redis_cli(server.port, args, script);
+        let proxied = redis_cli(proxy.addr.port(), args, script);
+        let (direct_out, proxied_out) = (text(&direct.stdout), text(&proxied.stdout));
+        assert!(
+            direct_out.lines().count() > 40,
+            "redis-cli {args:?} direct gave too little:\n{direct_out}\n{}",
+            text(&direct.stderr)
+        );
+        assert_eq!(
+            proxied_out, direct_out,
+            "redis-cli {args:?}: through the proxy (left) and direct (right) differ"
+        );
+        assert_eq!(text(&proxied.stderr), text(&direct.stderr));
+        assert_eq!(proxied.status.code(), direct.status.code());
+    }
+    // The replies did carry the types the script asks for.
+    let resp3 = text(&redis_cli(proxy.addr.port(), &["-3", "--no-raw"], SCRIPT_RESP3).stdout);
+    for shown in ["=>", "(double) 2.5", "(true)", "(false)", "(nil)"] {
+        assert!(resp3.contains(shown), "no {shown:?} in:\n{resp3}");
+    }
+    let resp2 = text(&redis_cli(proxy.addr.port(), &["--no-raw"], SCRIPT).stdout);
+    for shown in [
+        "(nil)",
+        "(error) WRONGTYPE",
+        "(error) MYERR custom",
+        "(integer) 42",
+        "(empty array)",
+        "      3) (empty array)",
+        "   2) 1) 1) \"1-1\"",
+    ] {
+        assert!(resp2.contains(shown), "no {shown:?} in:\n{resp2}");
+    }
+    assert!(proxy.is_running());
+    assert!(!proxy.log().contains("WARN"), "{}", proxy.log());
+}
+
+/// Writes `commands` at once on a fresh connection to `addr`, ending with QUIT, and reads
+/// everything until the connection closes; the client id in a HELLO reply is blanked.
+fn transcript(addr: SocketAddr, commands: &[Vec<u8>]) -> Vec<u8> {
+    let mut all = commands.concat();
+    all.extend_from_slice(&command(&["QUIT"]));
+    within(
+        Duration::from_secs(30),
+        "a pipelined transcript",
+        move || {
+            let mut s = connect(addr);
+            s.write_all(&all).expect("write the commands");
+            let mut got = read_to_end(&mut s).expect("read the replies");
+            let marker = b"$2\r\nid\r\n:";
+            if let Some(at) = got.windows(marker.len()).position(|w| w == marker) {
+                let from = at + marker.len();
+                let end = from + got[from..].iter().position(|&b| b == b'\r').unwrap_or(0);
+                got.splice(from..end, *b"ID");
+            }
+            got
+        },
+    )
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn pipelined_resp3_bytes_are_forwarded_untouched() {
+    let server = RedisServer::start();
+    let proxy = redis_proxy(&server, "100:dummy", &[]);
+    let mut commands = vec![
+        command(&["HELLO", "3"]),
+        command(&["FLUSHALL"]),
+        command(&["HSET", "h", "a", "1", "b", "2"]),
+        command(&["HGETALL", "h"]),
+        command(&["SADD", "s", "x"]),
+        command(&["SMEMBERS", "s"]),
+        b"PING inline\r\n".to_vec(),
+        b"\r\n".to_vec(),
+        command(&["MULTI"]),
+        command(&["HGETALL", "h"]),
+        command(&["ZADD", "z", "1.5", "m"]),
+        command(&["ZSCORE", "z", "m"]),
+        command(&["EXEC"]),
+        command(&["SET", "big", &"v".repeat(300_000)]),
+        command(&["GET", "big"]),
+        command(&["MGET", "h", "big", "nope"]),
+    ];
+    for kind in [
+        "string", "integer", "double", "bignum", "null", "array", "set", "map", "attrib", "push",
+        "verbatim", "true", "false",
+    ] {
+        commands.push(command(&["DEBUG", "PROTOCOL", kind]));
+    }
+    let direct = transcript(server.addr().parse().unwrap(), &commands);
+    let proxied = transcript(proxy.addr, &commands);
+    assert_eq!(
+        proxied.len(),
+        direct.len(),
+        "through the proxy:\n{}\ndirect:\n{}",
+        text(&proxied[..proxied.len().min(2000)]),
+        text(&direct[..direct.len().min(2000)])
+    );
+    if let Some(at) = (0..direct.len()).find(|&i| proxied[i] != direct[i]) {
+        let from = at.saturating_sub(200);
+        panic!(
+            "through the proxy:\n{}\ndirect:\n{}",
+            text(&proxied[from..(at + 200).min(direct.len())]),
+            text(&direct[from..(at + 200).min(direct.len())])
+        );
+    }
+    for kind in [
+        "\r\n%", "\r\n~", "\r\n,", "\r\n(", "\r\n#t", "\r\n_", "\r\n|", "\r\n>", "\r\n=",
+    ] {
+        assert!(
+            text(&direct).contains(kind),
+            "no {kind:?} reply in the transcript"
+        );
+    }
+    assert!(direct.ends_with(b"+OK\r\n"), "QUIT answered");
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn error_behavior_answers_err_and_the_connection_goes_on() {
+    let server = RedisServer::start();
+    let proxy = redis_proxy(
+        &server,
+        "100:error",
+        &["--http", "--http-host", "127.0.0.1", "--http-port", "0"],
+    );
+    let api = proxy
+        .ready_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .unwrap_or_else(|| panic!("no http= in {:?}", proxy.ready_line))
+        .to_string();
+
+    // redis-cli shows the error reply.
+    let out = redis_cli(proxy.addr.port(), &["--no-raw"], "SET k v\nGET k\n");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("(error) ERR vaurien:") && stdout.matches("(error)").count() == 2,
+        "redis-cli through the error behavior:\n{stdout}{}",
+        text(&out.stderr)
+    );
+
+    // One raw connection: an error, the behavior back to dummy, then real answers on the
+    // same connection.
+    let addr = proxy.addr;
+    within(
+        Duration::from_secs(30),
+        "the error then dummy dialogue",
+        move || {
+            let mut s = connect(addr);
+            s.write_all(&command(&["SET", "k", "v"])).unwrap();
+            let line = read_reply_line(&mut s);
+            assert!(line.starts_with("-ERR vaurien: "), "{line:?}");
+            // pipelined commands all get their error, in order
+            let two = [command(&["GET", "k"]), command(&["PING"])].concat();
+            s.write_all(&two).unwrap();
+            assert!(read_reply_line(&mut s).contains("GET"));
+            assert!(read_reply_line(&mut s).contains("PING"));
+
+            let client = vaurien::Client::new(&api).expect("API client");
+            client
+                .set_behavior("dummy", &Default::default())
+                .expect("set the behavior back to dummy");
+
+            s.write_all(&command(&["SET", "k", "v"])).unwrap();
+            expect(&mut s, b"+OK\r\n", "SET after dummy");
+            s.write_all(&command(&["GET", "k"])).unwrap();
+            expect(&mut s, b"$1\r\nv\r\n", "GET after dummy");
+        },
+    );
+    // The failed SET never reached the server: the key was set once, by the dummy call.
+    let out = redis_cli(server.port, &[], "INFO commandstats\n");
+    let stats = text(&out.stdout);
+    assert!(stats.contains("cmdstat_set:calls=1,"), "{stats}");
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn subscribe_and_monitor_become_tunnels() {
+    let server = RedisServer::start();
+    let proxy = redis_proxy(&server, "100:dummy", &[]);
+    let addr = proxy.addr;
+    within(
+        Duration::from_secs(30),
+        "publish, subscribe, monitor",
+        move || {
+            let mut sub = connect(addr);
+            sub.write_all(&command(&["SUBSCRIBE", "news", "sport"]))
+                .unwrap();
+            expect(
+            &mut sub,
+            b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$5\r\nsport\r\n:2\r\n",
+            "subscribe confirmations",
+        );
+            let mut monitor = connect(addr);
+            monitor.write_all(b"MONITOR\r\n").unwrap();
+            expect(&mut monitor, b"+OK\r\n", "MONITOR");
+
+            let mut publisher = connect(addr);
+            for (channel, message) in [("news", "hello"), ("sport", "goal"), ("news", "again")] {
+                publisher
+                    .write_all(&command(&["PUBLISH", channel, message]))
+                    .unwrap();
+                expect(&mut publisher, b":1\r\n", "PUBLISH reaches one subscriber");
+                let want = format!(
+                    "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n${}\r\n{message}\r\n",
+                    channel.len(),
+                    message.len()
+                );
+                expect(&mut sub, want.as_bytes(), "the published message");
+                let line = read_reply_line(&mut monitor);
+                assert!(
+                    line.contains(&format!("\"PUBLISH\" \"{channel}\" \"{message}\"")),
+                    "{line:?}"
+                );
+            }
+            // The subscriber leaves subscribed mode and is an ordinary client again.
+            sub.write_all(&command(&["UNSUBSCRIBE"])).unwrap();
+            let mut got = Vec::new();
+            while !got.ends_with(b":0\r\n") {
+                got.push(read_exactly(&mut sub, 1).unwrap()[0]);
+            }
+            sub.write_all(&command(&["PING"])).unwrap();
+            expect(&mut sub, b"+PONG\r\n", "PING after UNSUBSCRIBE");
+        },
+    );
+    // redis-cli as a subscriber, too
+    let sub_out = {
+        let port = proxy.addr.port();
+        let mut cmd = Command::new(need_tool("redis-cli"));
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "SUBSCRIBE",
+            "cli",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        let mut child = KillOnDrop(cmd.spawn().expect("spawn redis-cli SUBSCRIBE"));
+        let stdout = child.0.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let publish_port = proxy.addr.port();
+        let got = within(Duration::from_secs(30), "redis-cli SUBSCRIBE", move || {
+            let mut lines = Vec::new();
+            // "subscribe", "cli", "1": subscribed
+            while lines.len() < 3 {
+                lines.push(rx.recv().expect("a line from redis-cli"));
+            }
+            let out = redis_cli(publish_port, &[], "PUBLISH cli from-the-cli\n");
+            assert_eq!(text(&out.stdout).trim(), "1");
+            while lines.len() < 6 {
+                lines.push(rx.recv().expect("a line from redis-cli"));
+            }
+            lines
+        });
+        drop(child);
+        got
+    };
+    assert_eq!(
+        sub_out,
+        ["subscribe", "cli", "1", "message", "cli", "from-the-cli"]
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn garbage_closes_only_that_connection() {
+    let server = RedisServer::start();
+    let mut proxy = redis_proxy(&server, "100:dummy", &[]);
+    let addr = proxy.addr;
+    // A client that stays connected throughout.
+    let mut steady = connect(addr);
+    steady.write_all(&command(&["SET", "steady", "1"])).unwrap();
+    expect(&mut steady, b"+OK\r\n", "steady client");
+
+    let garbage: [&[u8]; 3] = [
+        b"*2\r\n$3\r\nGET\r\n:1\r\n", // an integer where a bulk string must be
+        b"*1\r\n$4\r\nPINGxx\r\n",    // no CRLF after the bulk string
+        &[b'x'; 70 * 1024],           // an inline command longer than 64 KiB
+    ];
+    for (i, bytes) in garbage.iter().enumerate() {
+        let bytes = bytes.to_vec();
+        let (peer, outcome) = within(
+            Duration::from_secs(20),
+            "garbage to be refused",
+            move || {
+                let mut s = connect(addr);
+                let peer = s.local_addr().unwrap();
+                let _ = s.write_all(&bytes);
+                (peer, read_once(&mut s))
+            },
+        );
+        assert!(outcome.is_closed(), "garbage #{i}: {outcome:?}");
+        let needle = peer.to_string();
+        let log = within(Duration::from_secs(10), "the warning to be logged", {
+            let path = proxy.log_path.clone();
+            move || loop {
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                if log
+                    .lines()
+                    .any(|l| l.contains(&needle) && l.contains("malformed redis data"))
+                {
+                    return log;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        assert!(log.contains("WARN"), "{log}");
+    }
+    // Others are unaffected: the steady connection and a new client.
+    steady.write_all(&command(&["INCR", "steady"])).unwrap();
+    expect(
+        &mut steady,
+        b":2\r\n",
+        "the steady client after the garbage",
+    );
+    let out = redis_cli(proxy.addr.port(), &[], "PING\n");
+    assert_eq!(text(&out.stdout).trim(), "PONG");
+    assert!(proxy.is_running(), "{}", proxy.log());
+    assert!(!proxy.log().contains("panicked"));
+    assert!(server.log().contains("Ready to accept connections"));
+}
