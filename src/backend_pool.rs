@@ -82,7 +82,7 @@ impl BackendPool {
 
 /// Whether an idle connection is still open and has nothing unread (a backend that closed it
 /// or sent stray bytes makes it unusable).
-fn still_open(stream: &TcpStream) -> bool {
+pub(crate) fn still_open(stream: &TcpStream) -> bool {
     if stream.set_nonblocking(true).is_err() {
         return false;
     }

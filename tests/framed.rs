@@ -291,3 +291,36 @@ fn malformed_data_closes_only_that_connection() {
         assert_eq!(line(&mut r), "echo fine\n");
     });
 }
+
+#[test]
+fn a_backend_that_closed_an_idle_connection_is_replaced() {
+    // Each backend connection answers one line, then closes (a keep-alive timeout).
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel::<()>();
+    let closed_tx = std::sync::Mutex::new(closed_tx);
+    let backend = Backend::start(move |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut line = String::new();
+        if BufReader::new(s).read_line(&mut line).unwrap_or(0) > 0 {
+            let _ = w.write_all(format!("echo {line}").as_bytes());
+        }
+        drop(w);
+        let _ = closed_tx.lock().unwrap().send(());
+    });
+    let proxy = start(&backend, &[]);
+    within(
+        Duration::from_secs(20),
+        "calls across backend closes",
+        move || {
+            let (mut w, mut r) = connect(proxy.proxy_addr());
+            for i in 0..3 {
+                w.write_all(format!("n{i}\n").as_bytes()).unwrap();
+                assert_eq!(
+                    line(&mut r),
+                    format!("echo n{i}\n"),
+                    "call {i} after the backend closed its connection"
+                );
+                closed_rx.recv().unwrap();
+            }
+        },
+    );
+}

@@ -1,4 +1,4 @@
-//! Stream protocols (tcp, mysql, smtp) as a client sees them: bytes arrive intact, half-close
+//! Stream protocols (tcp, mysql) as a client sees them: bytes arrive intact, half-close
 //! and server-first protocols work, a dead backend, idle timeouts, shutdown and the
 //! `--max-connections` limit.
 
@@ -102,7 +102,7 @@ fn half_close_still_delivers_the_whole_response() {
 #[test]
 fn server_first_protocols_deliver_the_greeting() {
     let backend = Backend::greeting(b"220 hello\r\n");
-    for protocol in ["smtp", "mysql", "tcp"] {
+    for protocol in ["mysql", "tcp"] {
         let proxy = Vaurien::start(&["--protocol", protocol, "--backend", &backend.arg()]);
         let mut client = proxy.connect();
         let greeting = within(Duration::from_secs(10), "greeting", move || {

@@ -16,6 +16,13 @@ mod behaviors;
 /// Against a real MariaDB server and `mariadb` client (ignored: `make test-real`).
 mod real_mysql;
 
+/// `--protocol http` against a real nginx and curl, and a test server (ignored: `make test-real`).
+mod real_http;
+
+/// `--protocol redis` against a real redis-server, redis-cli and redis-benchmark (ignored:
+/// `make test-real`).
+mod real_redis;
+
 /// The control API, vaurienctl, statistics and statsd, and a Makefile driving vaurien.
 mod control;
 
@@ -24,3 +31,9 @@ mod library;
 
 /// The framed-protocol driver through a minimal line protocol: pipelining, behaviors, pool.
 mod framed;
+
+/// `--protocol memcache` against a real memcached and pymemcache (ignored: `make test-real`).
+mod real_memcache;
+
+/// `--protocol smtp` against a real aiosmtpd server and smtplib (ignored: `make test-real`).
+mod real_smtp;

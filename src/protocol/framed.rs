@@ -267,8 +267,34 @@ impl Conn<'_> {
 
     /// Connects to the backend (from the pool when allowed); a failure closes the client.
     fn connect(&mut self) -> io::Result<()> {
-        if self.backend.is_some() {
-            return Ok(());
+        if let Some(b) = &self.backend {
+            // A backend that closed an idle keep-alive connection is replaced, except where
+            // the server speaks first: a new greeting would shift every reply after it.
+            // Only a connection with nothing outstanding is checked: a quiet memcache command
+            // or a redis pipeline may have its answer already waiting.
+            let idle = b.clean && self.framing.reusable();
+            if !idle
+                || (b.reader.buffer().is_empty()
+                    && crate::backend_pool::still_open(b.reader.get_ref()))
+            {
+                return Ok(());
+            }
+            self.backend = None;
+            if self.framing.server_speaks_first() {
+                log::info!(
+                    "#{} {}: the backend closed the session; closing the client",
+                    self.id,
+                    self.peer
+                );
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "backend closed the session",
+                ));
+            }
+            log::debug!(
+                "#{} the backend closed its idle connection; reconnecting",
+                self.id
+            );
         }
         let opts = self.ctx.protocol.stream_options();
         let pooled = opts
@@ -382,7 +408,9 @@ impl Conn<'_> {
                     Some(self.tunnel()?)
                 } else if resp.close {
                     self.backend = None;
-                    (!self.ctx.settings.stay_connected).then_some(End::Close)
+                    let reconnectable =
+                        self.ctx.settings.stay_connected && !self.framing.server_speaks_first();
+                    (!reconnectable).then_some(End::Close)
                 } else {
                     None
                 }
@@ -489,7 +517,7 @@ impl Conn<'_> {
             return;
         }
         if let Some(b) = self.backend.take() {
-            if b.clean && b.reader.buffer().is_empty() {
+            if b.clean && b.reader.buffer().is_empty() && self.framing.reusable() {
                 log::debug!("#{} returns its backend connection to the pool", self.id);
                 self.ctx
                     .pool

@@ -12,6 +12,10 @@ use crate::opts::{OptSpec, Values};
 use crate::settings::HostPort;
 
 pub mod framed;
+pub mod http;
+pub mod memcache;
+pub mod redis;
+pub mod smtp;
 pub mod stream;
 
 /// Options every protocol has, read from its declaration.
@@ -155,6 +159,11 @@ pub trait Framing: Send {
     }
     /// The protocol's own error answer to `req`.
     fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply;
+    /// Whether the backend connection carries no session state (a selected database, an
+    /// open transaction, unread quiet replies) and may serve another client.
+    fn reusable(&self) -> bool {
+        true
+    }
 }
 
 /// Builds a protocol instance from its option values.
@@ -285,13 +294,9 @@ pub fn builtins() -> Vec<ProtocolSpec> {
                 Stream::from_values("mysql", v, true).map(|p| Arc::new(p) as Arc<dyn Protocol>)
             },
         },
-        ProtocolSpec {
-            name: "smtp",
-            summary: "SMTP: a stream where the server speaks first; keep-alive always on",
-            options: TCP_OPTIONS,
-            build: |v| {
-                Stream::from_values("smtp", v, true).map(|p| Arc::new(p) as Arc<dyn Protocol>)
-            },
-        },
+        smtp::spec(),
+        http::spec(),
+        redis::spec(),
+        memcache::spec(),
     ]
 }
