@@ -160,13 +160,6 @@ impl Mix {
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
-
-    /// True when every call goes to `dummy`, so data can be forwarded untouched.
-    pub fn is_transparent(&self) -> bool {
-        self.entries
-            .iter()
-            .all(|e| e.name == "dummy" || e.weight == 0)
-    }
 }
 
 impl fmt::Display for Mix {
