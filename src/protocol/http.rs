@@ -19,6 +19,7 @@
 //! byte tunnel. Chunked bodies are copied as they arrive, size lines, extensions and trailers
 //! included, with memory bounded by the chunk-size line limit.
 
+use super::parse::{cut_short, invalid};
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
@@ -116,14 +117,6 @@ impl HttpSession {
     pub fn new(host: Option<String>) -> Self {
         HttpSession { host }
     }
-}
-
-fn invalid(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-fn cut_short(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, msg.into())
 }
 
 /// Reads one line (up to and including `\n`) into `out`, at most `max` bytes with the

@@ -43,6 +43,7 @@
 //! that fails gets the error line at once (quiet mode always reports errors), ahead of the
 //! replies of its batch that the backend still holds.
 
+use super::parse::{cut_short, invalid, more_input, show};
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
@@ -178,39 +179,6 @@ enum Step {
     Done,
     /// A data block of `len` bytes (and CRLF) follows; the reply ends after it when `last`.
     Block { len: u64, last: bool },
-}
-
-fn invalid(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-fn cut_short(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, msg.into())
-}
-
-/// Shows protocol bytes in an error message: printable ASCII as is, at most 40 bytes.
-fn show(bytes: &[u8]) -> String {
-    let mut s: String = bytes
-        .iter()
-        .take(40)
-        .flat_map(|&b| std::ascii::escape_default(b))
-        .map(char::from)
-        .collect();
-    if bytes.len() > 40 {
-        s.push_str("...");
-    }
-    s
-}
-
-/// Whether input is waiting; `false` at end of input.
-fn more_input(r: &mut dyn BufRead) -> io::Result<bool> {
-    loop {
-        match r.fill_buf() {
-            Ok(buf) => return Ok(!buf.is_empty()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// A line without its LF or CRLF.

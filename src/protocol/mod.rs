@@ -14,6 +14,7 @@ use crate::settings::HostPort;
 pub mod framed;
 pub mod http;
 pub mod memcache;
+mod parse;
 pub mod redis;
 pub mod smtp;
 pub mod stream;

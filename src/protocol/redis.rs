@@ -26,6 +26,7 @@
 //! the connection into a byte tunnel. `QUIT` closes the connection after its `+OK`. The `error`
 //! behavior answers `-ERR vaurien: ...` and the connection stays usable.
 
+use super::parse::{cut_short, invalid, show};
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
@@ -172,28 +173,6 @@ enum Len {
     Null,
     Streamed,
     N(u64),
-}
-
-fn invalid(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-fn cut_short(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, msg.into())
-}
-
-/// Shows protocol bytes in an error message: printable ASCII as is, at most 40 bytes.
-fn show(bytes: &[u8]) -> String {
-    let mut s: String = bytes
-        .iter()
-        .take(40)
-        .flat_map(|&b| std::ascii::escape_default(b))
-        .map(char::from)
-        .collect();
-    if bytes.len() > 40 {
-        s.push_str("...");
-    }
-    s
 }
 
 /// The first byte waiting in `r`, `None` at end of input.

@@ -27,6 +27,7 @@
 //! When one of these fails, the client gets the 451 and the connection is closed; the backend
 //! sees its connection close mid-exchange and delivers nothing.
 
+use super::parse::{cut_short, invalid, more_input, show};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 
@@ -113,39 +114,6 @@ enum Next {
 #[derive(Debug, Default)]
 pub struct SmtpSession {
     next: Next,
-}
-
-fn invalid(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-fn cut_short(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, msg.into())
-}
-
-/// Shows protocol bytes in an error message: printable ASCII as is, at most 40 bytes.
-fn show(bytes: &[u8]) -> String {
-    let mut s: String = bytes
-        .iter()
-        .take(40)
-        .flat_map(|&b| std::ascii::escape_default(b))
-        .map(char::from)
-        .collect();
-    if bytes.len() > 40 {
-        s.push_str("...");
-    }
-    s
-}
-
-/// Whether input is waiting; `false` at end of input.
-fn more_input(r: &mut dyn BufRead) -> io::Result<bool> {
-    loop {
-        match r.fill_buf() {
-            Ok(buf) => return Ok(!buf.is_empty()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Appends one line ended by LF, at most `limit` bytes, to `out`.
