@@ -44,15 +44,10 @@
 //! replies of its batch that the backend still holds.
 
 use super::parse::{cut_short, invalid, more_input, show};
+use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
-use std::sync::Arc;
 
-use crate::opts::Values;
-use crate::protocol::{
-    Body, ErrorReply, Framing, Protocol, ProtocolSpec, Request, Response, StreamOptions,
-    TCP_OPTIONS,
-};
-use crate::settings::HostPort;
+use crate::protocol::{Body, ErrorReply, Framing, ProtocolSpec, Request, Response, TCP_OPTIONS};
 
 /// A command line, terminator included, is at most this long (memcached's limit).
 pub const MAX_LINE: usize = 2048;
@@ -80,34 +75,7 @@ pub fn spec() -> ProtocolSpec {
         summary: "memcached text protocol: a call is one command (with its data block) and its \
                   reply; noreply, pipelining, meta commands",
         options: TCP_OPTIONS,
-        build: |v| Memcache::from_values(v).map(|p| Arc::new(p) as Arc<dyn Protocol>),
-    }
-}
-
-/// The `memcache` protocol.
-#[derive(Debug)]
-pub struct Memcache {
-    options: StreamOptions,
-}
-
-impl Memcache {
-    /// Builds it from its option values.
-    pub fn from_values(v: &Values) -> Result<Self, String> {
-        Ok(Memcache {
-            options: StreamOptions::from_values("memcache", v, false, true)?,
-        })
-    }
-}
-
-impl Protocol for Memcache {
-    fn name(&self) -> &str {
-        "memcache"
-    }
-    fn stream_options(&self) -> &StreamOptions {
-        &self.options
-    }
-    fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
-        Some(Box::new(MemcacheSession::default()))
+        build: |v| Sessions::<MemcacheSession>::build("memcache", v, false, true),
     }
 }
 
@@ -797,6 +765,8 @@ impl Framing for MemcacheSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opts::Values;
+    use crate::settings::HostPort;
 
     /// A request, the bytes forwarded for it and the input left after it.
     type Parsed = io::Result<Option<(Request, Vec<u8>, Vec<u8>)>>;

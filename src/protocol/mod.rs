@@ -191,6 +191,52 @@ impl fmt::Debug for ProtocolSpec {
     }
 }
 
+/// A framed protocol whose sessions start from `S::default()` and need nothing from the
+/// protocol's options beyond the shared ones (redis, memcache, smtp).
+pub struct Sessions<S> {
+    name: &'static str,
+    options: StreamOptions,
+    session: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S> fmt::Debug for Sessions<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<S: Framing + Default + 'static> Sessions<S> {
+    /// Builds protocol `name` from its values (see [`StreamOptions::from_values`]).
+    pub fn build(
+        name: &'static str,
+        v: &Values,
+        force_keep_alive: bool,
+        reusable: bool,
+    ) -> Result<Arc<dyn Protocol>, String> {
+        let options = StreamOptions::from_values(name, v, force_keep_alive, reusable)?;
+        Ok(Arc::new(Sessions::<S> {
+            name,
+            options,
+            session: std::marker::PhantomData,
+        }))
+    }
+}
+
+impl<S: Framing + Default + 'static> Protocol for Sessions<S> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn stream_options(&self) -> &StreamOptions {
+        &self.options
+    }
+    fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
+        Some(Box::new(S::default()))
+    }
+}
+
 /// The options of `tcp`, shared by every protocol.
 pub const TCP_OPTIONS: &[OptSpec] = &[
     OptSpec::int(

@@ -27,15 +27,10 @@
 //! behavior answers `-ERR vaurien: ...` and the connection stays usable.
 
 use super::parse::{cut_short, invalid, show};
+use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
-use std::sync::Arc;
 
-use crate::opts::Values;
-use crate::protocol::{
-    Body, ErrorReply, Framing, Protocol, ProtocolSpec, Request, Response, StreamOptions,
-    TCP_OPTIONS,
-};
-use crate::settings::HostPort;
+use crate::protocol::{Body, ErrorReply, Framing, ProtocolSpec, Request, Response, TCP_OPTIONS};
 
 /// A type line or an inline command, terminator included, is at most this long.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -96,34 +91,7 @@ pub fn spec() -> ProtocolSpec {
         summary: "Redis RESP2/RESP3: a call is one command and its reply; pipelining, inline \
                   commands; SUBSCRIBE and MONITOR turn the connection into a tunnel",
         options: TCP_OPTIONS,
-        build: |v| Redis::from_values(v).map(|p| Arc::new(p) as Arc<dyn Protocol>),
-    }
-}
-
-/// The `redis` protocol.
-#[derive(Debug)]
-pub struct Redis {
-    options: StreamOptions,
-}
-
-impl Redis {
-    /// Builds it from its option values.
-    pub fn from_values(v: &Values) -> Result<Self, String> {
-        Ok(Redis {
-            options: StreamOptions::from_values("redis", v, false, true)?,
-        })
-    }
-}
-
-impl Protocol for Redis {
-    fn name(&self) -> &str {
-        "redis"
-    }
-    fn stream_options(&self) -> &StreamOptions {
-        &self.options
-    }
-    fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
-        Some(Box::new(RedisSession::default()))
+        build: |v| Sessions::<RedisSession>::build("redis", v, false, true),
     }
 }
 
@@ -707,6 +675,8 @@ impl Framing for RedisSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opts::Values;
+    use crate::settings::HostPort;
     use std::io::BufReader;
 
     /// Reads one request from `input` as the driver does (head, then body); returns the

@@ -28,15 +28,10 @@
 //! sees its connection close mid-exchange and delivers nothing.
 
 use super::parse::{cut_short, invalid, more_input, show};
+use super::Sessions;
 use std::io::{self, BufRead, Read};
-use std::sync::Arc;
 
-use crate::opts::Values;
-use crate::protocol::{
-    Body, ErrorReply, Framing, Protocol, ProtocolSpec, Request, Response, StreamOptions,
-    TCP_OPTIONS,
-};
-use crate::settings::HostPort;
+use crate::protocol::{Body, ErrorReply, Framing, ProtocolSpec, Request, Response, TCP_OPTIONS};
 
 /// A command line, terminator included, is at most this long.
 pub const MAX_COMMAND: usize = 16 * 1024;
@@ -67,34 +62,7 @@ pub fn spec() -> ProtocolSpec {
         summary: "SMTP: the server speaks first; a call is one command (or message) and its \
                   reply; STARTTLS turns the connection into a tunnel; keep-alive always on",
         options: TCP_OPTIONS,
-        build: |v| Smtp::from_values(v).map(|p| Arc::new(p) as Arc<dyn Protocol>),
-    }
-}
-
-/// The `smtp` protocol.
-#[derive(Debug)]
-pub struct Smtp {
-    options: StreamOptions,
-}
-
-impl Smtp {
-    /// Builds it from its option values; keep-alive is always on.
-    pub fn from_values(v: &Values) -> Result<Self, String> {
-        Ok(Smtp {
-            options: StreamOptions::from_values("smtp", v, true, false)?,
-        })
-    }
-}
-
-impl Protocol for Smtp {
-    fn name(&self) -> &str {
-        "smtp"
-    }
-    fn stream_options(&self) -> &StreamOptions {
-        &self.options
-    }
-    fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
-        Some(Box::new(SmtpSession::default()))
+        build: |v| Sessions::<SmtpSession>::build("smtp", v, true, false),
     }
 }
 
@@ -325,6 +293,8 @@ impl Framing for SmtpSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opts::Values;
+    use crate::settings::HostPort;
 
     /// A request, the bytes forwarded for it and the input left after it.
     type Parsed = io::Result<Option<(Request, Vec<u8>, Vec<u8>)>>;
