@@ -279,20 +279,7 @@ impl MariaDb {
     fn stop(&self) {
         let taken = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut child) = taken {
-            // SAFETY: kill(2) on the pid of our own child, not reaped yet.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => thread::sleep(Duration::from_millis(20)),
-                }
-            }
+            stop_child(&mut child, Duration::from_secs(30));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -186,20 +186,7 @@ impl Drop for RedisServer {
     /// SIGTERM by pid, wait for the exit (SIGKILL after 10 s), remove the directory.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on the pid of our own child, not reaped yet.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => thread::sleep(Duration::from_millis(10)),
-                }
-            }
+            stop_child(&mut child, Duration::from_secs(10));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
