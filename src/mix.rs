@@ -131,6 +131,15 @@ impl Mix {
         })
     }
 
+    /// True when every behavior this mix can draw is transparent (`100:dummy`): calls
+    /// may then be batched.
+    pub fn is_transparent(&self) -> bool {
+        self.entries
+            .iter()
+            .chain(std::iter::once(&self.dummy))
+            .all(|e| e.weight == 0 || e.behavior.transparent())
+    }
+
     /// Draws the behavior of one call: exactly one draw from `rng` per call, so a seeded
     /// connection replays the same choices.
     pub fn pick(&self, rng: &mut fastrand::Rng) -> &Entry {
@@ -200,6 +209,20 @@ mod tests {
         assert_eq!(parse("normal").unwrap().to_string(), "dummy");
         let again = parse(&parse("30:hang,70:blackout").unwrap().to_string()).unwrap();
         assert_eq!(again.to_string(), "30:hang,70:blackout");
+    }
+
+    #[test]
+    fn only_mixes_of_transparent_behaviors_are_transparent() {
+        for (spec, transparent) in [
+            ("100:dummy", true),
+            ("0:delay", true),
+            ("normal", true),
+            ("1:delay", false),
+            ("100:error", false),
+            ("50:hang,50:dummy", false),
+        ] {
+            assert_eq!(parse(spec).unwrap().is_transparent(), transparent, "{spec}");
+        }
     }
 
     #[test]

@@ -830,3 +830,49 @@ fn garbage_closes_only_that_connection() {
     assert!(!proxy.log().contains("panicked"));
     assert!(server.log().contains("Ready to accept connections"));
 }
+
+/// Writes `n` INCR of `key` in one write and reads the `n` replies, one line each.
+fn pipelined_incr(addr: SocketAddr, key: &str, n: usize) -> Vec<String> {
+    let all = command(&["INCR", key]).repeat(n);
+    within(Duration::from_secs(30), "pipelined INCRs", move || {
+        let mut s = connect(addr);
+        s.write_all(&all).expect("write the commands");
+        let mut r = BufReader::new(s);
+        (0..n)
+            .map(|_| {
+                let mut line = String::new();
+                r.read_line(&mut line).expect("read a reply");
+                line
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn a_long_pipeline_is_answered_in_order_batched_or_call_by_call() {
+    let server = RedisServer::start();
+    // 100:dummy forwards the pipeline in batches.
+    let proxy = redis_proxy(&server, "100:dummy", &[]);
+    let replies = pipelined_incr(proxy.addr, "batched", 5000);
+    let expected: Vec<String> = (1..=5000).map(|i| format!(":{i}\r\n")).collect();
+    assert_eq!(replies, expected, "every INCR answered once, in order");
+    // A mix with errors goes call by call: the backend counts only what was forwarded.
+    let proxy = redis_proxy(&server, "30:error", &["--seed", "3"]);
+    let replies = pipelined_incr(proxy.addr, "mixed", 2000);
+    let mut forwarded = 0;
+    for reply in &replies {
+        if reply.starts_with("-ERR vaurien") {
+            continue;
+        }
+        forwarded += 1;
+        assert_eq!(reply, &format!(":{forwarded}\r\n"), "replies stay in order");
+    }
+    assert!(
+        (300..1000).contains(&(replies.len() - forwarded)),
+        "about 30% of 2000 calls failed, got {}",
+        replies.len() - forwarded
+    );
+    let out = redis_cli(server.port, &["GET", "mixed"], "");
+    assert_eq!(text(&out.stdout).trim(), forwarded.to_string());
+}

@@ -91,6 +91,11 @@ pub trait Behavior: Send + Sync + fmt::Debug {
     fn after(&self, _call: &mut Call<'_>) -> Verdict {
         Verdict::Forward
     }
+    /// True when no hook ever edits, delays or fails a call: framed protocols may then
+    /// forward pipelined requests in batches without calling the hooks one by one.
+    fn transparent(&self) -> bool {
+        false
+    }
 }
 
 /// Builds a behavior instance from its option values.

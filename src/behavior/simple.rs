@@ -5,7 +5,11 @@ use super::{Behavior, Call, Verdict};
 /// Transparent: every hook forwards.
 #[derive(Debug)]
 pub struct Dummy;
-impl Behavior for Dummy {}
+impl Behavior for Dummy {
+    fn transparent(&self) -> bool {
+        true
+    }
+}
 
 /// Reads and drops the client's data; answers nothing.
 #[derive(Debug)]

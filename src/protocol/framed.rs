@@ -6,7 +6,11 @@
 //!                                                   copy_body ─▶ backend
 //! client ◀─ copy_body ◀─ head ◀─ [sleep] ◀─ after ◀─ read_response ◀─ backend
 //! ```
-//! Pipelined requests wait in the client's buffered reader and are answered in order. The
+//! Pipelined requests wait in the client's buffered reader and are answered in order. While
+//! the mix is transparent (`100:dummy`) and the protocol allows it, the requests already
+//! buffered are forwarded in one batch, one write, before their replies are read, and the
+//! replies go back in one write: a pipelining client costs a few syscalls per batch, not per
+//! call. Any other mix works call by call, so a behavior always sees one call at a time. The
 //! backend connection is opened at the first request (at once for a server-first protocol)
 //! and, with `reuse_socket`, returned to the pool when the client leaves between calls. An
 //! upgrade (HTTP 101, redis SUBSCRIBE or MONITOR, SMTP STARTTLS) turns the connection into a
@@ -19,9 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::behavior::{Call, Direction, Verdict};
-use crate::hub::Subscription;
+use crate::hub::{Live, Subscription};
 use crate::mix::Entry;
-use crate::protocol::{Framing, Request, Response};
+use crate::protocol::{Body, Framing, Request, Response};
 use crate::server::{Closable, ConnectionGuards, Context};
 use crate::settings::HostPort;
 use crate::stats::Stats;
@@ -72,6 +76,12 @@ enum End {
     Done,
 }
 
+/// Calls forwarded in one batch at most: bounds what one client's pipeline holds.
+const MAX_BATCH: usize = 128;
+
+/// Bytes gathered for one write at most, either way, before they are written.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
 struct Conn<'a> {
     ctx: &'a Arc<Context>,
     id: u64,
@@ -84,6 +94,10 @@ struct Conn<'a> {
     backend_addr: HostPort,
     backend: Option<Backend>,
     head: Vec<u8>,
+    /// Bytes gathered for one write in a batch.
+    out: Vec<u8>,
+    /// The requests of a batch whose replies are still to be read, in order.
+    in_flight: Vec<Request>,
 }
 
 /// Serves one client connection of a framed protocol.
@@ -121,6 +135,8 @@ pub(crate) fn serve(
         backend_addr,
         backend: None,
         head: Vec::new(),
+        out: Vec::new(),
+        in_flight: Vec::new(),
     };
     let protocol = ctx.protocol.name().to_string();
     match conn.run() {
@@ -162,6 +178,14 @@ impl Conn<'_> {
             let live = self.sub.live().clone();
             let entry = live.mix.pick(&mut self.rng);
             self.ctx.stats.count_call(&entry.name, &entry.calls);
+            if live.mix.is_transparent() && self.framing.pipelines() {
+                match self.batch(req) {
+                    Ok(Some(end)) => return Ok(end),
+                    Ok(None) => continue,
+                    Err(_) if self.backend.is_none() => return Ok(End::Close),
+                    Err(e) => return Err(e),
+                }
+            }
             let mut head = std::mem::take(&mut self.head);
             let mut call = Call {
                 direction: Direction::ToBackend,
@@ -237,6 +261,185 @@ impl Conn<'_> {
                 return Ok(End::Close);
             }
         }
+    }
+
+    /// Forwards `first` (its head in `self.head`) and the requests already buffered behind
+    /// it in one write, then their replies in one write: the calls of a transparent mix,
+    /// whose hooks would all forward. `Some(end)` when the connection ends with the batch.
+    fn batch(&mut self, first: Request) -> io::Result<Option<End>> {
+        self.connect()?;
+        let mut out = std::mem::take(&mut self.out);
+        let mut in_flight = std::mem::take(&mut self.in_flight);
+        out.clear();
+        in_flight.clear();
+        let mut next = Some(first);
+        let mut last = None;
+        while let Some(req) = next.take() {
+            out.extend_from_slice(&self.head);
+            if req.body != Body::None || !req.early_reply.is_empty() {
+                self.write_to_backend(&mut out)?;
+                self.copy_request_body(&req)?;
+            }
+            if req.tunnel || req.close {
+                last = Some(req);
+                break;
+            }
+            if req.expects_response {
+                in_flight.push(req);
+            }
+            if in_flight.len() >= MAX_BATCH || out.len() >= MAX_BATCH_BYTES {
+                break;
+            }
+            next = self.next_buffered_request()?;
+        }
+        if let Some(req) = last.as_ref().filter(|r| r.expects_response && !r.tunnel) {
+            in_flight.push(req.clone());
+        }
+        self.write_to_backend(&mut out)?;
+        let end = self.answer_batch(&in_flight, &mut out)?;
+        self.out = out;
+        self.in_flight = in_flight;
+        if end.is_some() {
+            return Ok(end);
+        }
+        match last {
+            Some(req) if req.tunnel => self.tunnel().map(Some),
+            Some(_) => Ok(Some(End::Close)),
+            None => Ok(None),
+        }
+    }
+
+    /// The next request when it is already complete in the client's buffer and the mix is
+    /// still transparent; its head goes to `self.head`. Never waits for the client.
+    fn next_buffered_request(&mut self) -> io::Result<Option<Request>> {
+        let buffered = self.client_r.buffer();
+        if buffered.is_empty() || !self.framing.pipelines() {
+            return Ok(None);
+        }
+        let live = self.sub.live().clone();
+        if !live.mix.is_transparent() {
+            return Ok(None);
+        }
+        let mut rest = buffered;
+        self.head.clear();
+        let req = match self.framing.read_request(&mut rest, &mut self.head) {
+            Ok(Some(req)) => req,
+            // Blank lines only, or a request cut by the end of the buffer: the call-by-call
+            // loop reads it from the socket.
+            Ok(None) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let used = buffered.len() - rest.len();
+        self.client_r.consume(used);
+        Self::count(&self.ctx.stats, &live, &mut self.rng);
+        Ok(Some(req))
+    }
+
+    /// Draws and counts the behavior of a batched call (always a transparent one), so that
+    /// statistics and seeded draws are the same as call by call.
+    fn count(stats: &Stats, live: &Live, rng: &mut fastrand::Rng) {
+        let entry = live.mix.pick(rng);
+        stats.count_call(&entry.name, &entry.calls);
+    }
+
+    /// Writes what a batch gathered for the backend.
+    fn write_to_backend(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let backend = self
+            .backend
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no backend"))?;
+        backend.clean = false;
+        if !out.is_empty() {
+            Counted {
+                inner: backend.reader.get_ref(),
+                dir: Direction::ToBackend,
+                stats: &self.ctx.stats,
+            }
+            .write_all(out)?;
+            out.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends the early reply and copies the body of a request whose head was just written.
+    fn copy_request_body(&mut self, req: &Request) -> io::Result<()> {
+        if !req.early_reply.is_empty() {
+            self.to_client().write_all(&req.early_reply)?;
+        }
+        let backend = self
+            .backend
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no backend"))?;
+        self.framing.copy_body(
+            req.body,
+            &mut self.client_r,
+            &mut Counted {
+                inner: backend.reader.get_ref(),
+                dir: Direction::ToBackend,
+                stats: &self.ctx.stats,
+            },
+        )
+    }
+
+    /// Reads the replies of a batch in order and forwards them, gathered into as few writes
+    /// as what the backend already sent allows.
+    fn answer_batch(
+        &mut self,
+        in_flight: &[Request],
+        out: &mut Vec<u8>,
+    ) -> io::Result<Option<End>> {
+        for (i, req) in in_flight.iter().enumerate() {
+            let backend = self
+                .backend
+                .as_mut()
+                .ok_or_else(|| io::Error::other("no backend"))?;
+            let mut to_client = Counted {
+                inner: self.client,
+                dir: Direction::ToClient,
+                stats: &self.ctx.stats,
+            };
+            // Before waiting for the backend, what is ready goes to the client.
+            if backend.reader.buffer().is_empty() || out.len() >= MAX_BATCH_BYTES {
+                to_client.write_all(out)?;
+                out.clear();
+            }
+            self.head.clear();
+            let resp = self
+                .framing
+                .read_response(req, &mut backend.reader, &mut self.head)?;
+            out.extend_from_slice(&self.head);
+            if resp.body != Body::None {
+                to_client.write_all(out)?;
+                out.clear();
+                self.framing
+                    .copy_body(resp.body, &mut backend.reader, &mut to_client)?;
+            }
+            if resp.tunnel || resp.close {
+                to_client.write_all(out)?;
+                out.clear();
+                if i + 1 < in_flight.len() {
+                    self.backend = None;
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the backend ended the connection with pipelined requests unanswered",
+                    ));
+                }
+                if resp.tunnel {
+                    return self.tunnel().map(Some);
+                }
+                self.backend = None;
+                let reconnectable =
+                    self.ctx.settings.stay_connected && !self.framing.server_speaks_first();
+                return Ok((!reconnectable).then_some(End::Close));
+            }
+        }
+        self.to_client().write_all(out)?;
+        out.clear();
+        if let Some(backend) = self.backend.as_mut() {
+            backend.clean = backend.reader.buffer().is_empty();
+        }
+        Ok(None)
     }
 
     fn log_decision(

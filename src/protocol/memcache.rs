@@ -638,6 +638,12 @@ impl Framing for MemcacheSession {
         self.quiet == 0
     }
 
+    /// Quiet meta commands are answered by the `mn` that follows them; until that answer is
+    /// read, how the next command reads depends on it.
+    fn pipelines(&self) -> bool {
+        self.quiet == 0
+    }
+
     fn read_request(
         &mut self,
         client: &mut dyn BufRead,

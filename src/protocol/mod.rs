@@ -160,6 +160,13 @@ pub trait Framing: Send {
     }
     /// The protocol's own error answer to `req`.
     fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply;
+    /// Whether the requests a client pipelined may be forwarded before the replies to earlier
+    /// ones are read: replies come back in request order, and how the next request reads
+    /// does not depend on an earlier reply (redis; memcache outside quiet meta commands).
+    /// The driver then batches the calls of a transparent mix: one write each way per batch.
+    fn pipelines(&self) -> bool {
+        false
+    }
     /// Whether the backend connection carries no session state (a selected database, an
     /// open transaction, unread quiet replies) and may serve another client.
     fn reusable(&self) -> bool {

@@ -571,6 +571,10 @@ impl Framing for RedisSession {
         self.backend_reusable()
     }
 
+    fn pipelines(&self) -> bool {
+        true
+    }
+
     fn read_request(
         &mut self,
         client: &mut dyn BufRead,
