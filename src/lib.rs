@@ -58,6 +58,7 @@
 
 pub mod backend_pool;
 pub mod behavior;
+pub mod buffers;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -101,6 +101,8 @@ pub(crate) struct Context {
     pub stats: Arc<Stats>,
     /// Read buffer size: the protocol's `buffer` when given, else `--bufsize`.
     pub bufsize: usize,
+    /// Read buffers of `bufsize` bytes, held by stream pumps only while data flows.
+    pub buffers: Arc<crate::buffers::Buffers>,
     /// Idle backend connections kept for reuse.
     pub pool: crate::backend_pool::BackendPool,
     pub(crate) tracker: Arc<Tracker>,
@@ -226,6 +228,7 @@ impl Proxy {
                 workers: Workers::new(WORKER_IDLE),
                 stats,
                 bufsize,
+                buffers: Arc::new(crate::buffers::Buffers::new(bufsize)),
                 pool,
                 tracker: Arc::new(Tracker::default()),
             }),

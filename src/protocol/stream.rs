@@ -176,10 +176,11 @@ struct DelayLine {
 impl DelayLine {
     fn start(link: &Arc<Link>, dir: Direction, ctx: &Context) -> io::Result<DelayLine> {
         // Every chunk owns a buffer of `bufsize` bytes.
-        let chunks = (DELAY_LINE_BYTES / ctx.bufsize.max(1)).max(2);
+        let chunks = (DELAY_LINE_BYTES / ctx.buffers.size()).max(2);
         let (tx, rx) = bounded::<(Instant, Vec<u8>)>(chunks);
         let link = link.clone();
         let stats = ctx.stats.clone();
+        let buffers = ctx.buffers.clone();
         ctx.workers.execute(Box::new(move || {
             let (_, dst) = link.sides(dir);
             let mut dst = dst;
@@ -205,6 +206,7 @@ impl DelayLine {
                     return;
                 }
                 stats.add_bytes(dir, data.len());
+                buffers.give(data);
             }
             // The reader saw end of stream (or gave up): pass the half-close on.
             if !link.hanging.load(Ordering::Relaxed) {
@@ -212,6 +214,62 @@ impl DelayLine {
             }
         }))?;
         Ok(DelayLine { tx })
+    }
+}
+
+/// What waiting for a chunk gave.
+enum Chunk {
+    /// This many bytes are in the buffer.
+    Data(usize),
+    /// The source ended.
+    End,
+    /// The link is closed (idle, or a socket error).
+    Closed,
+}
+
+/// Waits for data on `src` and reads it into `held`, taking a buffer from the stock only
+/// once a byte is there: an idle connection holds no buffer.
+fn read_chunk(
+    link: &Link,
+    src: &TcpStream,
+    held: &mut Option<Vec<u8>>,
+    ctx: &Context,
+    tag: &str,
+) -> Chunk {
+    loop {
+        let got = match held.as_mut() {
+            Some(buf) => (&*src).read(buf),
+            None => match src.peek(&mut [0u8; 1]) {
+                Ok(0) => return Chunk::End,
+                Ok(_) => {
+                    *held = Some(ctx.buffers.take());
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match got {
+            Ok(0) => return Chunk::End,
+            Ok(n) => return Chunk::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if crate::net::is_timeout(&e) => {
+                if link.idle_expired() {
+                    log::info!(
+                        "#{} {}: idle for {:?}, closing",
+                        link.id,
+                        link.peer,
+                        link.idle_timeout.unwrap_or_default()
+                    );
+                    link.close_all();
+                    return Chunk::Closed;
+                }
+            }
+            Err(e) => {
+                log::debug!("#{} {tag}: read failed: {e}", link.id);
+                link.close_all();
+                return Chunk::Closed;
+            }
+        }
     }
 }
 
@@ -223,47 +281,48 @@ fn pump(
     mut rng: fastrand::Rng,
     ctx: &Context,
 ) {
-    let (mut src, mut dst) = link.sides(dir);
-    let bufsize = ctx.bufsize;
-    let mut buf = vec![0u8; bufsize];
+    let (src, mut dst) = link.sides(dir);
+    let bufsize = ctx.buffers.size();
+    let mut held: Option<Vec<u8>> = None;
     let mut line: Option<DelayLine> = None;
     let tag = dir.as_str();
     loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if crate::net::is_timeout(&e) => {
-                if link.idle_expired() {
-                    log::info!(
-                        "#{} {}: idle for {:?}, closing",
-                        link.id,
-                        link.peer,
-                        link.idle_timeout.unwrap_or_default()
-                    );
-                    link.close_all();
-                    return;
-                }
-                continue;
-            }
-            Err(e) => {
-                log::debug!("#{} {tag}: read failed: {e}", link.id);
-                link.close_all();
-                return;
-            }
+        let n = match read_chunk(link, src, &mut held, ctx, tag) {
+            Chunk::Data(n) => n,
+            Chunk::End => break,
+            Chunk::Closed => return,
+        };
+        let Some(buf) = held.as_mut() else {
+            continue;
         };
         let read_at = Instant::now();
         link.touch();
         if link.hanging.load(Ordering::Relaxed) {
             continue; // hang: what the client sends is dropped
         }
-        buf.truncate(n);
         let live = sub.live();
         let entry = live.mix.pick(&mut rng);
         ctx.stats.count_call(&entry.name, &entry.calls);
+        if entry.behavior.transparent() && line.is_none() {
+            // The common case: the chunk is written from the buffer as read, no hook.
+            if let Err(e) = dst.write_all(&buf[..n]) {
+                log::debug!("#{} {tag}: write failed: {e}", link.id);
+                link.close_all();
+                return;
+            }
+            ctx.stats.add_bytes(dir, n);
+            if n < bufsize {
+                // The source is drained: wait for the next chunk without a buffer.
+                if let Some(buf) = held.take() {
+                    ctx.buffers.give(buf);
+                }
+            }
+            continue;
+        }
+        buf.truncate(n);
         let mut call = Call {
             direction: dir,
-            data: &mut buf,
+            data: buf,
             rng: &mut rng,
             framed: false,
             delay: Duration::ZERO,
@@ -284,21 +343,23 @@ fn pump(
         match verdict {
             Verdict::Forward => {}
             Verdict::Fail if dir == Direction::ToClient => {
-                crate::behavior::garble(&mut buf, false, &mut rng);
+                crate::behavior::garble(buf, false, &mut rng);
             }
             Verdict::Hang => {
                 link.hang();
                 if dir == Direction::ToClient {
                     return;
                 }
-                buf.resize(bufsize, 0);
+                if let Some(buf) = held.take() {
+                    ctx.buffers.give(buf);
+                }
                 continue;
             }
             Verdict::Abort if dir == Direction::ToBackend => {
                 // From here on the `ToClient` pump drops what the backend answers, so no
                 // response slips through before the client is closed.
                 link.hanging.store(true, Ordering::Relaxed);
-                let _ = dst.write_all(&buf);
+                let _ = dst.write_all(buf);
                 let _ = link.backend.shutdown(Shutdown::Both);
                 link.close_by_behavior();
                 return;
@@ -309,13 +370,15 @@ fn pump(
             }
         }
         if delay.is_zero() && line.is_none() {
-            if let Err(e) = dst.write_all(&buf) {
+            if let Err(e) = dst.write_all(buf) {
                 log::debug!("#{} {tag}: write failed: {e}", link.id);
                 link.close_all();
                 return;
             }
             ctx.stats.add_bytes(dir, buf.len());
-            buf.resize(bufsize, 0);
+            if let Some(buf) = held.take() {
+                ctx.buffers.give(buf);
+            }
         } else {
             if line.is_none() {
                 match DelayLine::start(link, dir, ctx) {
@@ -327,7 +390,9 @@ fn pump(
                     }
                 }
             }
-            let chunk = std::mem::replace(&mut buf, vec![0u8; bufsize]);
+            let Some(chunk) = held.take() else {
+                continue;
+            };
             link.delayed_chunks.fetch_add(1, Ordering::Relaxed);
             if line
                 .as_ref()
