@@ -3,6 +3,7 @@
 #   make test       unit and integration tests (no external server needed)
 #   make test-real  tests against real servers and clients (MariaDB...), see .ci/run
 #   make demo       a self-contained demo: local backend, proxy with a mix, a report
+#   make bench      vaurien vs direct and haproxy on loopback, a markdown table (BENCH_ARGS=--quick)
 #   make install    PREFIX=/usr/local MANPREFIX=$(PREFIX)/share/man DESTDIR=
 
 PREFIX    ?= /usr/local
@@ -11,11 +12,13 @@ DESTDIR   ?=
 CARGO     ?= cargo
 # Extra arguments for the test runner, e.g. make test TESTS=stream::
 TESTS     ?=
+# Arguments for the benchmark, e.g. make bench BENCH_ARGS="--quick --only bulk-1,http"
+BENCH_ARGS ?=
 
 BINS = vaurien vaurienctl
 MANS = man/vaurien.1 man/vaurienctl.1
 
-.PHONY: all build test test-real demo man lint install uninstall clean
+.PHONY: all build test test-real demo bench man lint install uninstall clean
 
 all: build
 
@@ -30,6 +33,9 @@ test-real:
 
 demo: build
 	$(CARGO) run --quiet --release --example demo
+
+bench:
+	$(CARGO) bench --bench bench -- $(BENCH_ARGS)
 
 # Rewrites the generated regions of the man pages from the option declarations.
 man:
