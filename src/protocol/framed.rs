@@ -603,9 +603,12 @@ impl Conn<'_> {
                     dir: Direction::ToClient,
                     stats: &self.ctx.stats,
                 };
+                let body = self
+                    .framing
+                    .inline_body(resp.body, &mut backend.reader, &mut head)?;
                 to_client.write_all(&head)?;
                 self.framing
-                    .copy_body(resp.body, &mut backend.reader, &mut to_client)?;
+                    .copy_body(body, &mut backend.reader, &mut to_client)?;
                 backend.clean = !resp.close && backend.reader.buffer().is_empty();
                 if resp.tunnel {
                     Some(self.tunnel()?)

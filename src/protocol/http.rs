@@ -123,6 +123,18 @@ impl HttpSession {
 /// terminator. `Ok(0)`: end of input before any byte. A longer line is `InvalidData` naming
 /// `what`; end of input inside the line is `UnexpectedEof`.
 fn read_line(r: &mut dyn BufRead, out: &mut Vec<u8>, max: usize, what: &str) -> io::Result<usize> {
+    read_line_of(r, out, max, what, "")
+}
+
+/// `read_line` for the line `what` + `part` ("response" + " header line"): the name is only
+/// put together for an error, not for every line read.
+fn read_line_of(
+    r: &mut dyn BufRead,
+    out: &mut Vec<u8>,
+    max: usize,
+    what: &str,
+    part: &str,
+) -> io::Result<usize> {
     let start = out.len();
     let n = r.take(max as u64).read_until(b'\n', out)?;
     if n == 0 || out.ends_with(b"\n") {
@@ -130,9 +142,14 @@ fn read_line(r: &mut dyn BufRead, out: &mut Vec<u8>, max: usize, what: &str) -> 
     }
     if n >= max {
         out.truncate(start);
-        return Err(invalid(format!("{what} longer than {}", size_text(max))));
+        return Err(invalid(format!(
+            "{what}{part} longer than {}",
+            size_text(max)
+        )));
     }
-    Err(cut_short(format!("{what} cut short by the end of input")))
+    Err(cut_short(format!(
+        "{what}{part} cut short by the end of input"
+    )))
 }
 
 fn size_text(n: usize) -> String {
@@ -238,6 +255,32 @@ impl Head {
     }
 }
 
+/// Bodies up to this size that the backend already sent are forwarded with the head.
+const INLINE_BODY: u64 = 16 * 1024;
+
+/// Moves a small body, as much of it as is already read, after `head`: the response then goes
+/// to the client in one write instead of two. Returns what is left to copy.
+fn inline_small_body(
+    body: Body,
+    backend: &mut dyn BufRead,
+    head: &mut Vec<u8>,
+) -> io::Result<Body> {
+    let Body::Length(n) = body else {
+        return Ok(body);
+    };
+    if n == 0 || n > INLINE_BODY {
+        return Ok(body);
+    }
+    let buffered = backend.fill_buf()?;
+    let k = buffered.len().min(n as usize);
+    head.extend_from_slice(&buffered[..k]);
+    backend.consume(k);
+    Ok(match n - k as u64 {
+        0 => Body::None,
+        rest => Body::Length(rest),
+    })
+}
+
 /// Reads a message head: empty lines before it are skipped; `Ok(None)`: the input ended
 /// before any byte of a head. `what` is "request" or "response"; `budget` is how many bytes
 /// the head may take.
@@ -245,7 +288,7 @@ fn read_head(r: &mut dyn BufRead, what: &str, budget: usize) -> io::Result<Optio
     let mut raw = Vec::new();
     let mut skipped = 0usize;
     loop {
-        let n = read_line(r, &mut raw, MAX_LINE, &format!("{what} line"))?;
+        let n = read_line_of(r, &mut raw, MAX_LINE, what, " line")?;
         if n == 0 {
             return Ok(None);
         }
@@ -266,7 +309,7 @@ fn read_head(r: &mut dyn BufRead, what: &str, budget: usize) -> io::Result<Optio
     let mut fields: Vec<Field> = Vec::new();
     loop {
         let start = raw.len();
-        let n = read_line(r, &mut raw, MAX_LINE, &format!("{what} header line"))?;
+        let n = read_line_of(r, &mut raw, MAX_LINE, what, " header line")?;
         if n == 0 {
             return Err(cut_short(format!(
                 "{what} head cut short by the end of input"
@@ -609,6 +652,15 @@ impl Framing for HttpSession {
             Body::Chunked => copy_chunked(from, to),
             other => copy_plain(other, from, to),
         }
+    }
+
+    fn inline_body(
+        &mut self,
+        body: Body,
+        from: &mut dyn BufRead,
+        head: &mut Vec<u8>,
+    ) -> io::Result<Body> {
+        inline_small_body(body, from, head)
     }
 
     fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply {
@@ -1214,6 +1266,29 @@ mod tests {
             !resp.close,
             "204 without a length does not read until close"
         );
+    }
+
+    #[test]
+    fn a_small_body_already_read_goes_out_with_the_head() {
+        let mut head = b"H".to_vec();
+        let mut from: &[u8] = b"hiNEXT";
+        let body = inline_small_body(Body::Length(2), &mut from, &mut head).unwrap();
+        assert_eq!(
+            (body, &head[..], from),
+            (Body::None, &b"Hhi"[..], &b"NEXT"[..])
+        );
+        // Only what is already read moves; the rest is copied as usual.
+        let mut reader = io::BufReader::with_capacity(3, &b"abcdef"[..]);
+        let mut head = Vec::new();
+        let body = inline_small_body(Body::Length(5), &mut reader, &mut head).unwrap();
+        assert_eq!((body, &head[..]), (Body::Length(2), &b"abc"[..]));
+        let big = Body::Length(INLINE_BODY + 1);
+        let mut head = Vec::new();
+        assert_eq!(
+            inline_small_body(big, &mut &b"x"[..], &mut head).unwrap(),
+            big
+        );
+        assert!(head.is_empty());
     }
 
     #[test]

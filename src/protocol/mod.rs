@@ -158,6 +158,17 @@ pub trait Framing: Send {
             )),
         }
     }
+    /// Moves the start of a response `body` that is already read from `from` after the
+    /// response's `head`, so that both go out in one write; returns what is left to copy.
+    /// Called once the hooks are done with the head. By default nothing moves.
+    fn inline_body(
+        &mut self,
+        body: Body,
+        _from: &mut dyn BufRead,
+        _head: &mut Vec<u8>,
+    ) -> io::Result<Body> {
+        Ok(body)
+    }
     /// The protocol's own error answer to `req`.
     fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply;
     /// Whether the requests a client pipelined may be forwarded before the replies to earlier
