@@ -31,7 +31,12 @@ pub const GLOBAL_OPTIONS: &[OptSpec] = &[
         "seconds",
         "backend connect timeout; a connection idle both ways this long is closed",
     ),
-    OptSpec::int("bufsize", "8192", "bytes", "read buffer size"),
+    OptSpec::int(
+        "bufsize",
+        "65536",
+        "bytes",
+        "read size of a byte stream; a connection holds its buffers only while data flows (framed protocols read at most 16 KiB at a time)",
+    ),
     OptSpec::int("pool_max_size", "100", "connections", "idle backend connections kept for reuse"),
     OptSpec::float("pool_timeout", "30", "seconds", "a pooled backend connection older than this is not reused"),
     OptSpec::int("backlog", "8192", "connections", "listen backlog"),

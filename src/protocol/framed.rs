@@ -76,6 +76,10 @@ enum End {
     Done,
 }
 
+/// Read buffer size of framed connections at most: their readers stay allocated for the
+/// connection's life, and messages are parsed from them, not copied in bulk.
+const FRAMED_BUFFER: usize = 16 * 1024;
+
 /// Calls forwarded in one batch at most: bounds what one client's pipeline holds.
 const MAX_BATCH: usize = 128;
 
@@ -128,7 +132,7 @@ pub(crate) fn serve(
         id,
         peer,
         client: &link.client,
-        client_r: BufReader::with_capacity(ctx.bufsize, &link.client),
+        client_r: BufReader::with_capacity(ctx.bufsize.min(FRAMED_BUFFER), &link.client),
         framing,
         sub: ctx.hub.subscribe(),
         rng: ctx.rng(id, Direction::ToBackend),
@@ -535,7 +539,7 @@ impl Conn<'_> {
         let timeout = (!self.ctx.settings.timeout.is_zero()).then_some(self.ctx.settings.timeout);
         stream.set_read_timeout(timeout)?;
         self.backend = Some(Backend {
-            reader: BufReader::with_capacity(self.ctx.bufsize, stream),
+            reader: BufReader::with_capacity(self.ctx.bufsize.min(FRAMED_BUFFER), stream),
             born,
             clean: true,
         });

@@ -259,7 +259,7 @@ impl<S: Framing + Default + 'static> Protocol for Sessions<S> {
 pub const TCP_OPTIONS: &[OptSpec] = &[
     OptSpec::int(
         "buffer",
-        "8192",
+        "65536",
         "bytes",
         "read buffer size; overrides --bufsize when given",
     ),
