@@ -3,7 +3,8 @@
 //! progress to stderr.
 //!
 //! Options (after `--`, or `make bench BENCH_ARGS=...`): `--quick` (1 repetition, short runs,
-//! small sizes), `--only W1,W2` (workload names), `--reps N` (default 3).
+//! small sizes), `--only W1,W2` (workload names), `--reps N` (default 3), `--vaurien-arg ARG`
+//! (repeatable: passed to every vaurien started, e.g. `--vaurien-arg --bufsize=65536`).
 
 mod procs;
 mod report;
@@ -18,12 +19,14 @@ use report::{Results, Sample, Target};
 use setup::Env;
 use workloads::Workload;
 
-const USAGE: &str = "usage: cargo bench --bench bench -- [--quick] [--only W1,W2] [--reps N]";
+const USAGE: &str =
+    "usage: cargo bench --bench bench -- [--quick] [--only W1,W2] [--reps N] [--vaurien-arg ARG]...";
 
 struct Options {
     quick: bool,
     only: Option<Vec<String>>,
     reps: Option<usize>,
+    vaurien_args: Vec<String>,
 }
 
 fn main() {
@@ -45,7 +48,10 @@ fn run(args: &[String]) -> i32 {
     };
     let (soft, hard) = procs::raise_open_files();
     let env = match Env::new(opts.quick, hard) {
-        Ok(env) => env,
+        Ok(mut env) => {
+            env.vaurien_args = opts.vaurien_args.clone();
+            env
+        }
         Err(e) => {
             eprintln!("bench: {e}");
             return 1;
@@ -75,6 +81,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         quick: false,
         only: None,
         reps: None,
+        vaurien_args: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -92,6 +99,10 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     Ok(n) if n > 0 => opts.reps = Some(n),
                     _ => return Err(format!("--reps {n}: not a positive number")),
                 }
+            }
+            "--vaurien-arg" => {
+                let a = it.next().ok_or("--vaurien-arg needs an argument")?;
+                opts.vaurien_args.push(a.clone());
             }
             other => return Err(format!("unknown argument {other:?}")),
         }

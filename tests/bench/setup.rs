@@ -27,6 +27,8 @@ pub struct Env {
     nginx_has_e: bool,
     pub haproxy_maxconn: u64,
     pub quick: bool,
+    /// Arguments added to every vaurien command line (`--vaurien-arg`).
+    pub vaurien_args: Vec<String>,
     pub pattern: Arc<Pattern>,
     seq: Cell<u32>,
     notes: RefCell<Vec<(String, String)>>,
@@ -53,6 +55,7 @@ impl Env {
             nginx_has_e,
             haproxy_maxconn: HAPROXY_MAXCONN.min(fd_hard_limit.saturating_sub(1000) / 2),
             quick,
+            vaurien_args: Vec::new(),
             pattern: Arc::new(Pattern::new(0x5eed_1234_abcd_0001)),
             seq: Cell::new(0),
             notes: RefCell::new(Vec::new()),
@@ -120,7 +123,7 @@ impl ProxySpec {
         self
     }
 
-    fn args(&self, target: Target, backend: &str) -> Vec<String> {
+    fn args(&self, target: Target, backend: &str, more: &[String]) -> Vec<String> {
         let protocol = if target == Target::VaurienTcp {
             "tcp"
         } else {
@@ -139,6 +142,7 @@ impl ProxySpec {
         .map(String::from)
         .to_vec();
         args.extend(self.extra.iter().cloned());
+        args.extend(more.iter().cloned());
         args.extend(["--log-level", "error"].map(String::from));
         args
     }
@@ -183,7 +187,8 @@ pub fn start_target(
         }),
         Target::Vaurien | Target::VaurienTcp => {
             let backend = format!("127.0.0.1:{backend_port}");
-            let (proc, port, _) = start_vaurien(env, &spec.args(target, &backend))?;
+            let (proc, port, _) =
+                start_vaurien(env, &spec.args(target, &backend, &env.vaurien_args))?;
             Ok(Running {
                 port,
                 proc: Some(proc),
@@ -345,7 +350,7 @@ pub fn describe_target(env: &Env, target: Target, spec: &ProxySpec) -> String {
             target.name(),
             shell_join(
                 &env.vaurien.display().to_string(),
-                &spec.args(target, "127.0.0.1:BACKEND")
+                &spec.args(target, "127.0.0.1:BACKEND", &env.vaurien_args)
             )
         ),
         Target::Haproxy => format!(
