@@ -56,6 +56,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod alloc_count;
 pub mod backend_pool;
 pub mod behavior;
 pub mod buffers;

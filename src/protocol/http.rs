@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::opts::{OptSpec, Values};
 use crate::protocol::{
-    Body, ErrorReply, Framing, Protocol, ProtocolSpec, Request, Response, StreamOptions,
+    Body, ErrorReply, Framing, Name, Protocol, ProtocolSpec, Request, Response, StreamOptions,
     TCP_OPTIONS,
 };
 use crate::settings::HostPort;
@@ -528,7 +528,7 @@ impl HttpSession {
             &extra,
         );
         Ok(Request {
-            name: method,
+            name: Name::new(&method),
             expects_response: true,
             body,
             early_reply: if expect_continue {

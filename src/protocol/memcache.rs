@@ -47,7 +47,9 @@ use super::parse::{cut_short, invalid, more_input, show};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
-use crate::protocol::{Body, ErrorReply, Framing, ProtocolSpec, Request, Response, TCP_OPTIONS};
+use crate::protocol::{
+    Body, ErrorReply, Framing, Name, ProtocolSpec, Request, Response, TCP_OPTIONS,
+};
 
 /// A command line, terminator included, is at most this long (memcached's limit).
 pub const MAX_LINE: usize = 2048;
@@ -682,7 +684,7 @@ impl Framing for MemcacheSession {
             }
         }
         let mut req = Request {
-            name: cmd.name.to_string(),
+            name: Name::new(cmd.name),
             expects_response: !cmd.noreply && !cmd.close,
             body,
             close: cmd.close,

@@ -57,11 +57,75 @@ pub enum Body {
     UntilClose,
 }
 
+/// A call's short name (`GET`, `SET`...), held inline: naming a call allocates nothing.
+/// Longer names are cut to [`Name::MAX`] bytes, at a character boundary.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Name {
+    len: u8,
+    bytes: [u8; Name::MAX],
+}
+
+impl Name {
+    /// The most bytes a name keeps.
+    pub const MAX: usize = 32;
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        // `new` only ever stores whole characters of a `str`.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// `name`, cut to [`Name::MAX`] bytes.
+    pub fn new(name: &str) -> Name {
+        let mut len = name.len().min(Name::MAX);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0u8; Name::MAX];
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Name {
+            len: len as u8,
+            bytes,
+        }
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Name {
+    fn from(name: &str) -> Name {
+        Name::new(name)
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// What the driver needs to know about a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
     /// A short name for logs: the HTTP method, the redis or memcache command.
-    pub name: String,
+    pub name: Name,
     /// Whether the backend answers it (false: memcache `noreply`, `quit`).
     pub expects_response: bool,
     /// The body that follows the head, copied by [`Framing::copy_body`].

@@ -30,7 +30,9 @@ use super::parse::{cut_short, invalid, show};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
-use crate::protocol::{Body, ErrorReply, Framing, ProtocolSpec, Request, Response, TCP_OPTIONS};
+use crate::protocol::{
+    Body, ErrorReply, Framing, Name, ProtocolSpec, Request, Response, TCP_OPTIONS,
+};
 
 /// A type line or an inline command, terminator included, is at most this long.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -106,6 +108,8 @@ pub struct RedisSession {
     in_transaction: bool,
     /// Keys are `WATCH`ed.
     watching: bool,
+    /// The parse stack, kept between messages so that parsing one allocates nothing.
+    stack: Vec<Frame>,
 }
 
 /// Where parsing of a message stopped, to go on in `copy_body`.
@@ -375,14 +379,16 @@ fn copy_bulk(from: &mut dyn BufRead, to: &mut dyn Write, total: u64) -> io::Resu
     to.write_all(&crlf)
 }
 
-/// The first `k` arguments of a RESP command head (those held whole in it).
-fn first_args(head: &[u8], k: usize) -> Vec<&[u8]> {
-    let mut args = Vec::new();
+/// The first two arguments of a RESP command head (those held whole in it), and how many
+/// there are.
+fn first_args(head: &[u8]) -> ([&[u8]; 2], usize) {
+    let mut args: [&[u8]; 2] = [&[], &[]];
+    let mut found = 0;
     let Some(nl) = head.iter().position(|&b| b == b'\n') else {
-        return args;
+        return (args, found);
     };
     let mut rest = &head[nl + 1..];
-    while args.len() < k {
+    while found < args.len() {
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
             break;
         };
@@ -396,10 +402,11 @@ fn first_args(head: &[u8], k: usize) -> Vec<&[u8]> {
         let Some(arg) = body.get(..n as usize) else {
             break;
         };
-        args.push(arg);
+        args[found] = arg;
+        found += 1;
         rest = &body[(n as usize + 2).min(body.len())..];
     }
-    args
+    (args, found)
 }
 
 fn is_space(b: u8) -> bool {
@@ -482,33 +489,43 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     }
 }
 
-/// A command name fit for logs: upper case, printable ASCII, at most 32 bytes.
-fn display_name(arg: &[u8]) -> String {
-    let mut name: String = arg
-        .iter()
-        .take(32)
-        .map(|&b| {
-            if b.is_ascii_graphic() {
-                char::from(b.to_ascii_uppercase())
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        name.push('?');
+/// Longer than every command and subcommand name the driver looks for.
+const UPPER_MAX: usize = 24;
+
+/// `arg` in upper case, written to `buf`; empty when missing or longer than any name looked
+/// for (so it matches none), without allocating.
+fn upper<'b>(arg: Option<&&[u8]>, buf: &'b mut [u8; UPPER_MAX]) -> &'b [u8] {
+    match arg {
+        Some(arg) if arg.len() <= UPPER_MAX => {
+            let upper = &mut buf[..arg.len()];
+            upper.copy_from_slice(arg);
+            upper.make_ascii_uppercase();
+            upper
+        }
+        _ => &[],
     }
-    name
+}
+
+/// A command name fit for logs: upper case, printable ASCII, at most 32 bytes.
+fn display_name(arg: &[u8]) -> Name {
+    let mut upper = [b'?'; Name::MAX];
+    let len = arg.len().clamp(1, Name::MAX);
+    for (to, &b) in upper.iter_mut().zip(arg) {
+        if b.is_ascii_graphic() {
+            *to = b.to_ascii_uppercase();
+        }
+    }
+    Name::new(std::str::from_utf8(&upper[..len]).unwrap_or("?"))
 }
 
 /// The request for a command whose first arguments are `args` (empty when the command name
 /// was too long to be held in the head).
 fn request_for(args: &[&[u8]], body: Body) -> Request {
-    let upper = |i: usize| args.get(i).map(|a| a.to_ascii_uppercase());
-    let command = upper(0).unwrap_or_default();
-    let tunnel = TUNNEL_COMMANDS.contains(&command.as_slice())
+    let (mut first, mut second) = ([0u8; UPPER_MAX], [0u8; UPPER_MAX]);
+    let command = upper(args.first(), &mut first);
+    let tunnel = TUNNEL_COMMANDS.contains(&command)
         || (command == b"CLIENT"
-            && upper(1).is_some_and(|sub| TUNNEL_CLIENT_SUBCOMMANDS.contains(&sub.as_slice())));
+            && TUNNEL_CLIENT_SUBCOMMANDS.contains(&upper(args.get(1), &mut second)));
     Request {
         name: display_name(args.first().copied().unwrap_or_default()),
         expects_response: true,
@@ -529,9 +546,8 @@ impl RedisSession {
 
     /// Follows the connection state `args` (a command's first arguments) leave behind.
     fn track(&mut self, args: &[&[u8]]) {
-        let upper = |i: usize| args.get(i).map(|a| a.to_ascii_uppercase());
-        let command = upper(0).unwrap_or_default();
-        match command.as_slice() {
+        let (mut first, mut second) = ([0u8; UPPER_MAX], [0u8; UPPER_MAX]);
+        match upper(args.first(), &mut first) {
             b"RESET" => {
                 self.stateful = false;
                 self.in_transaction = false;
@@ -544,10 +560,7 @@ impl RedisSession {
             }
             b"WATCH" => self.watching = true,
             b"UNWATCH" => self.watching = false,
-            b"CLIENT"
-                if upper(1)
-                    .is_some_and(|sub| STATEFUL_CLIENT_SUBCOMMANDS.contains(&sub.as_slice())) =>
-            {
+            b"CLIENT" if STATEFUL_CLIENT_SUBCOMMANDS.contains(&upper(args.get(1), &mut second)) => {
                 self.stateful = true;
             }
             c if STATEFUL_COMMANDS.contains(&c) => self.stateful = true,
@@ -557,7 +570,10 @@ impl RedisSession {
 
     fn body_after(&mut self, stop: Stop, stack: Vec<Frame>, request: bool) -> Body {
         match stop {
-            Stop::Done => Body::None,
+            Stop::Done => {
+                self.stack = stack;
+                Body::None
+            }
             Stop::Bulk(n) => {
                 self.pending = Some(Resume { stack, request });
                 Body::Length(n)
@@ -611,11 +627,14 @@ impl Framing for RedisSession {
                 Len::N(n) if n <= MAX_ARGS => n,
                 _ => return Err(invalid(format!("bad command length {:?}", show(field)))),
             };
-            let mut stack = vec![Frame::Count(count)];
+            let mut stack = std::mem::take(&mut self.stack);
+            stack.clear();
+            stack.push(Frame::Count(count));
             let stop = parse(client, head, &mut stack, true)?;
-            let args = first_args(&head[start..], 2);
-            self.track(&args);
-            let req = request_for(&args, Body::None);
+            let (args, found) = first_args(&head[start..]);
+            let args = &args[..found];
+            self.track(args);
+            let req = request_for(args, Body::None);
             let body = self.body_after(stop, stack, true);
             return Ok(Some(Request { body, ..req }));
         }
@@ -631,7 +650,9 @@ impl Framing for RedisSession {
         if peek(backend)?.is_none() {
             return Err(cut_short("the backend closed instead of replying"));
         }
-        let mut stack = vec![Frame::Count(1)];
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.clear();
+        stack.push(Frame::Count(1));
         let stop = parse(backend, head, &mut stack, false)?;
         Ok(Response {
             body: self.body_after(stop, stack, false),
@@ -687,6 +708,31 @@ mod tests {
     /// request, the bytes forwarded and the input left.
     /// A request read, the bytes forwarded for it, the input left.
     type Forwarded = (Request, Vec<u8>, Vec<u8>);
+
+    #[test]
+    fn a_call_allocates_nothing_once_the_session_is_warm() {
+        let mut session = RedisSession::default();
+        let mut head = Vec::with_capacity(256);
+        let call = |session: &mut RedisSession, head: &mut Vec<u8>| {
+            head.clear();
+            let req = session
+                .read_request(&mut &b"*2\r\n$3\r\nget\r\n$3\r\nkey\r\n"[..], head)
+                .unwrap()
+                .unwrap();
+            head.clear();
+            let reply = b"*2\r\n$5\r\nhello\r\n:1\r\n";
+            session.read_response(&req, &mut &reply[..], head).unwrap();
+            assert_eq!(&head[..], reply);
+        };
+        let cold = crate::alloc_count::allocations(|| call(&mut session, &mut head));
+        assert!(cold > 0, "the first call sets up the parse stack");
+        let n = crate::alloc_count::allocations(|| {
+            for _ in 0..100 {
+                call(&mut session, &mut head);
+            }
+        });
+        assert_eq!(n, 0, "allocations in 100 GET calls");
+    }
 
     fn request(input: &[u8]) -> io::Result<Option<Forwarded>> {
         let mut s = RedisSession::default();

@@ -31,7 +31,9 @@ use super::parse::{cut_short, invalid, more_input, show};
 use super::Sessions;
 use std::io::{self, BufRead, Read};
 
-use crate::protocol::{Body, ErrorReply, Framing, ProtocolSpec, Request, Response, TCP_OPTIONS};
+use crate::protocol::{
+    Body, ErrorReply, Framing, Name, ProtocolSpec, Request, Response, TCP_OPTIONS,
+};
 
 /// A command line, terminator included, is at most this long.
 pub const MAX_COMMAND: usize = 16 * 1024;
@@ -210,7 +212,7 @@ impl Framing for SmtpSession {
         }
         let name = String::from_utf8_lossy(verb).to_ascii_uppercase();
         let mut req = Request {
-            name,
+            name: Name::new(&name),
             expects_response: true,
             ..Request::default()
         };
