@@ -32,6 +32,9 @@ pub fn listen(addr: &HostPort, backlog: i32) -> io::Result<TcpListener> {
             if a.is_ipv6() {
                 socket.set_only_v6(false).ok();
             }
+            // Accepted sockets inherit TCP_NODELAY on Linux: one setsockopt per connection
+            // saved (see `tune_accepted`).
+            socket.set_nodelay(true)?;
             socket.bind(&a.into())?;
             socket.listen(backlog)?;
             Ok::<_, io::Error>(TcpListener::from(socket))
@@ -70,6 +73,18 @@ pub fn tune(stream: &TcpStream, keep_alive: bool) {
             .with_time(Duration::from_secs(60))
             .with_interval(Duration::from_secs(10));
         let _ = SockRef::from(stream).set_tcp_keepalive(&ka);
+    }
+}
+
+/// `tune` for a socket accepted from a listener made by [`listen`], which passed
+/// `TCP_NODELAY` on: only keep-alive is left to set, when asked.
+pub fn tune_accepted(stream: &TcpStream, keep_alive: bool) {
+    if cfg!(target_os = "linux") {
+        if keep_alive {
+            tune(stream, true);
+        }
+    } else {
+        tune(stream, keep_alive);
     }
 }
 
@@ -133,6 +148,10 @@ mod tests {
         tune(&c, true);
         assert!(c.nodelay().unwrap());
         assert!(SockRef::from(&c).keepalive().unwrap());
+        let (accepted, _) = l.accept().unwrap();
+        tune_accepted(&accepted, false);
+        assert!(accepted.nodelay().unwrap(), "NODELAY, inherited or set");
+        assert!(!SockRef::from(&accepted).keepalive().unwrap());
     }
 
     #[test]

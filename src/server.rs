@@ -314,7 +314,7 @@ impl Proxy {
 fn handle(ctx: &Arc<Context>, id: u64, client: TcpStream, peer: SocketAddr, permit: Permit) {
     let open = ctx.stats.open_connection();
     let keep_alive = ctx.protocol.stream_options().keep_alive;
-    crate::net::tune(&client, keep_alive);
+    crate::net::tune_accepted(&client, keep_alive);
     let backend_addr = ctx.hub.current().backend.clone();
     log::debug!("#{id} {peer} connected; backend {backend_addr}");
     if let Some(framing) = ctx.protocol.framing(&backend_addr) {
