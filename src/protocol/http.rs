@@ -108,14 +108,20 @@ impl Protocol for Http {
 /// The HTTP framing of one connection.
 #[derive(Debug, Default)]
 pub struct HttpSession {
-    /// `Some(HOST:PORT)`: the value `Host` is rewritten to.
-    host: Option<String>,
+    /// `Some(b"Host: HOST:PORT\r\n")`: the line `Host` is rewritten to.
+    host_line: Option<Vec<u8>>,
+    /// The head being parsed (a request's, then its response's): scratch whose buffers are
+    /// reused from call to call.
+    head: Head,
 }
 
 impl HttpSession {
     /// A session; `host`: rewrite `Host` to this value.
     pub fn new(host: Option<String>) -> Self {
-        HttpSession { host }
+        HttpSession {
+            host_line: host.map(|h| format!("Host: {h}\r\n").into_bytes()),
+            head: Head::default(),
+        }
     }
 }
 
@@ -166,14 +172,17 @@ fn trim_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn trim_ows(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let (start, end) = ows_bounds(v);
+    &v[start..end]
+}
+
+/// Where `v` starts and ends without its surrounding whitespace.
+fn ows_bounds(v: &[u8]) -> (usize, usize) {
+    let ows = |b: &u8| matches!(b, b' ' | b'\t');
+    let start = v.iter().position(|b| !ows(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    (start, end)
 }
 
 /// RFC 9110 `tchar`.
@@ -185,20 +194,23 @@ fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
-/// One header field of a parsed head.
+/// One header field of a parsed head, as positions in [`Head::raw`].
 #[derive(Debug)]
 struct Field {
-    /// Lower-case name.
-    name: String,
-    /// Value without surrounding whitespace (folded lines joined by a space).
-    value: Vec<u8>,
-    /// Its bytes in [`Head::raw`] (continuation lines included).
+    /// Its bytes (continuation lines included): its name starts at `start`.
     start: usize,
     end: usize,
+    /// End of its name.
+    name_end: usize,
+    /// Its value without surrounding whitespace, on its first line.
+    value: (usize, usize),
+    /// Non-empty: the whole value, its obs-fold continuation lines joined by a space (rare;
+    /// an empty `Vec` holds no memory).
+    folded: Vec<u8>,
 }
 
 /// A parsed message head; `raw` holds it exactly as read.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Head {
     raw: Vec<u8>,
     /// End of the start line in `raw`.
@@ -209,10 +221,19 @@ struct Head {
 }
 
 /// How a rebuilt head treats a field.
-enum Edit {
+enum Edit<'a> {
     Keep,
     Drop,
-    Replace(Vec<u8>),
+    Replace(&'a [u8]),
+}
+
+/// The comma-separated list elements of a field value, without surrounding whitespace,
+/// empty ones left out.
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|t| !t.is_empty())
 }
 
 impl Head {
@@ -220,34 +241,55 @@ impl Head {
         trim_eol(&self.raw[..self.start_end])
     }
 
+    fn name(&self, f: &Field) -> &[u8] {
+        &self.raw[f.start..f.name_end]
+    }
+
+    fn value<'a>(&'a self, f: &'a Field) -> &'a [u8] {
+        if f.folded.is_empty() {
+            &self.raw[f.value.0..f.value.1]
+        } else {
+            &f.folded
+        }
+    }
+
+    /// The values of the `name` fields; `name` is lower-case, field names match it in any
+    /// case.
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.fields
             .iter()
-            .filter(move |f| f.name == name)
-            .map(|f| f.value.as_slice())
+            .filter(move |f| self.name(f).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| self.value(f))
     }
 
     fn has(&self, name: &str) -> bool {
         self.values(name).next().is_some()
     }
 
-    /// The comma-separated list elements of every `name` field, lower-cased.
-    fn tokens(&self, name: &str) -> Vec<String> {
+    /// Whether a list element of a `name` field is `token` (in any case).
+    fn has_token(&self, name: &str, token: &str) -> bool {
         self.values(name)
-            .flat_map(|v| v.split(|&b| b == b','))
-            .map(|t| String::from_utf8_lossy(trim_ows(t)).to_ascii_lowercase())
-            .filter(|t| !t.is_empty())
-            .collect()
+            .flat_map(list_elements)
+            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
     }
 
-    /// Appends the head to `out`, fields edited by `edit`, `extra` lines added at the end.
-    fn emit(&self, out: &mut Vec<u8>, edit: impl Fn(&Field) -> Edit, extra: &[u8]) {
+    /// Whether the last list element of the `name` fields is `token` (in any case).
+    fn last_token_is(&self, name: &str, token: &str) -> bool {
+        self.values(name)
+            .flat_map(list_elements)
+            .last()
+            .is_some_and(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// Appends the head to `out`, fields edited by `edit` (given a field's name), `extra`
+    /// lines added at the end.
+    fn emit<'a>(&self, out: &mut Vec<u8>, edit: impl Fn(&[u8]) -> Edit<'a>, extra: &[u8]) {
         out.extend_from_slice(&self.raw[..self.start_end]);
         for f in &self.fields {
-            match edit(f) {
+            match edit(self.name(f)) {
                 Edit::Keep => out.extend_from_slice(&self.raw[f.start..f.end]),
                 Edit::Drop => {}
-                Edit::Replace(line) => out.extend_from_slice(&line),
+                Edit::Replace(line) => out.extend_from_slice(line),
             }
         }
         out.extend_from_slice(extra);
@@ -281,18 +323,32 @@ fn inline_small_body(
     })
 }
 
-/// Reads a message head: empty lines before it are skipped; `Ok(None)`: the input ended
-/// before any byte of a head. `what` is "request" or "response"; `budget` is how many bytes
-/// the head may take.
-fn read_head(r: &mut dyn BufRead, what: &str, budget: usize) -> io::Result<Option<Head>> {
-    let mut raw = Vec::new();
+/// A session keeps at most this much of a head's buffer for the next head: a rare big head
+/// does not stay in memory for the life of the connection.
+const KEEP_HEAD: usize = 16 * 1024;
+
+/// Reads a message head into `head`, whose buffers are reused: empty lines before it are
+/// skipped; `Ok(false)`: the input ended before any byte of a head. `what` is "request" or
+/// "response"; `budget` is how many bytes the head may take.
+fn read_head(r: &mut dyn BufRead, what: &str, budget: usize, head: &mut Head) -> io::Result<bool> {
+    let Head {
+        raw,
+        start_end,
+        blank,
+        fields,
+    } = head;
+    if raw.capacity() > KEEP_HEAD {
+        *raw = Vec::new();
+    }
+    raw.clear();
+    fields.clear();
     let mut skipped = 0usize;
     loop {
-        let n = read_line_of(r, &mut raw, MAX_LINE, what, " line")?;
+        let n = read_line_of(r, raw, MAX_LINE, what, " line")?;
         if n == 0 {
-            return Ok(None);
+            return Ok(false);
         }
-        if trim_eol(&raw).is_empty() {
+        if trim_eol(raw).is_empty() {
             skipped += n;
             if skipped > MAX_HEAD {
                 return Err(invalid(format!(
@@ -305,11 +361,10 @@ fn read_head(r: &mut dyn BufRead, what: &str, budget: usize) -> io::Result<Optio
         }
         break;
     }
-    let start_end = raw.len();
-    let mut fields: Vec<Field> = Vec::new();
+    *start_end = raw.len();
     loop {
         let start = raw.len();
-        let n = read_line_of(r, &mut raw, MAX_LINE, what, " header line")?;
+        let n = read_line_of(r, raw, MAX_LINE, what, " header line")?;
         if n == 0 {
             return Err(cut_short(format!(
                 "{what} head cut short by the end of input"
@@ -323,29 +378,28 @@ fn read_head(r: &mut dyn BufRead, what: &str, budget: usize) -> io::Result<Optio
         }
         let line = trim_eol(&raw[start..]);
         if line.is_empty() {
-            return Ok(Some(Head {
-                start_end,
-                blank: start,
-                fields,
-                raw,
-            }));
+            *blank = start;
+            return Ok(true);
         }
         if matches!(line[0], b' ' | b'\t') {
             // obs-fold: a continuation of the previous field's value.
-            let folded = trim_ows(line).to_vec();
-            let end = raw.len();
             let Some(last) = fields.last_mut() else {
                 return Err(invalid(format!(
                     "{what} head starts with a continuation line"
                 )));
             };
+            let folded = trim_ows(line);
             if !folded.is_empty() {
-                if !last.value.is_empty() {
-                    last.value.push(b' ');
+                if last.folded.is_empty() {
+                    last.folded
+                        .extend_from_slice(&raw[last.value.0..last.value.1]);
                 }
-                last.value.extend_from_slice(&folded);
+                if !last.folded.is_empty() {
+                    last.folded.push(b' ');
+                }
+                last.folded.extend_from_slice(folded);
             }
-            last.end = end;
+            last.end = raw.len();
             continue;
         }
         if fields.len() == MAX_HEADERS {
@@ -366,13 +420,16 @@ fn read_head(r: &mut dyn BufRead, what: &str, budget: usize) -> io::Result<Optio
                 String::from_utf8_lossy(&name[..name.len().min(80)])
             )));
         }
-        let field = Field {
-            name: String::from_utf8_lossy(name).to_ascii_lowercase(),
-            value: trim_ows(&line[colon + 1..]).to_vec(),
+        // `line` starts at `start` in `raw`.
+        let (from, to) = ows_bounds(&line[colon + 1..]);
+        let value_at = start + colon + 1;
+        fields.push(Field {
             start,
             end: raw.len(),
-        };
-        fields.push(field);
+            name_end: start + colon,
+            value: (value_at + from, value_at + to),
+            folded: Vec::new(),
+        });
     }
 }
 
@@ -401,10 +458,10 @@ enum Framed {
 /// Reads `Transfer-Encoding` and `Content-Length`; `Transfer-Encoding` wins.
 fn body_framing(head: &Head, what: &str) -> io::Result<Framed> {
     if head.has("transfer-encoding") {
-        let codings = head.tokens("transfer-encoding");
-        return Ok(match codings.last().map(|c| c.as_str()) {
-            Some("chunked") => Framed::Chunked,
-            _ => Framed::OtherEncoding,
+        return Ok(if head.last_token_is("transfer-encoding", "chunked") {
+            Framed::Chunked
+        } else {
+            Framed::OtherEncoding
         });
     }
     let mut length: Option<u64> = None;
@@ -439,12 +496,14 @@ fn body_framing(head: &Head, what: &str) -> io::Result<Framed> {
 
 /// Whether a message of version 1.`minor` with these `Connection` tokens ends its connection.
 fn closes(head: &Head, minor: u8) -> bool {
-    let tokens = head.tokens("connection");
-    tokens.iter().any(|t| t == "close") || (minor == 0 && !tokens.iter().any(|t| t == "keep-alive"))
+    head.has_token("connection", "close")
+        || (minor == 0 && !head.has_token("connection", "keep-alive"))
 }
 
 impl HttpSession {
-    fn parse_request(&self, head: Head, out: &mut Vec<u8>) -> io::Result<Request> {
+    /// Reads the request in `self.head`, appends the head to forward to `out`.
+    fn parse_request(&self, out: &mut Vec<u8>) -> io::Result<Request> {
+        let head = &self.head;
         let line = head.start_line();
         let bad = || {
             invalid(format!(
@@ -469,7 +528,8 @@ impl HttpSession {
             return Err(bad());
         }
         let minor = parse_version(version)?;
-        let method = String::from_utf8_lossy(method).into_owned();
+        // A token is ASCII.
+        let method = std::str::from_utf8(method).map_err(|_| bad())?;
 
         let mut flags = 0;
         if method == "HEAD" {
@@ -484,8 +544,8 @@ impl HttpSession {
         if head.has("upgrade") {
             flags |= FLAG_UPGRADE;
         }
-        let mut close = closes(&head, minor);
-        let framing = body_framing(&head, "request")?;
+        let mut close = closes(head, minor);
+        let framing = body_framing(head, "request")?;
         let both = head.has("transfer-encoding") && head.has("content-length");
         let body = match framing {
             Framed::None => Body::None,
@@ -506,29 +566,27 @@ impl HttpSession {
             && head
                 .values("expect")
                 .any(|v| v.eq_ignore_ascii_case(b"100-continue"));
-        let host_line = self
-            .host
-            .as_ref()
-            .map(|h| format!("Host: {h}\r\n").into_bytes());
-        let extra = match &host_line {
-            Some(line) if !head.has("host") => line.clone(),
-            _ => Vec::new(),
+        let host_line = self.host_line.as_deref();
+        let extra = match host_line {
+            Some(line) if !head.has("host") => line,
+            _ => b"",
         };
         head.emit(
             out,
-            |f| match f.name.as_str() {
-                "content-length" if both => Edit::Drop,
-                "expect" if expect_continue => Edit::Drop,
-                "host" => match &host_line {
-                    Some(line) => Edit::Replace(line.clone()),
-                    None => Edit::Keep,
-                },
-                _ => Edit::Keep,
+            |name| {
+                let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+                if (both && is("content-length")) || (expect_continue && is("expect")) {
+                    Edit::Drop
+                } else if is("host") {
+                    host_line.map_or(Edit::Keep, Edit::Replace)
+                } else {
+                    Edit::Keep
+                }
             },
-            &extra,
+            extra,
         );
         Ok(Request {
-            name: Name::new(&method),
+            name: Name::new(method),
             expects_response: true,
             body,
             early_reply: if expect_continue {
@@ -549,10 +607,10 @@ impl Framing for HttpSession {
         client: &mut dyn BufRead,
         head: &mut Vec<u8>,
     ) -> io::Result<Option<Request>> {
-        let Some(parsed) = read_head(client, "request", MAX_HEAD)? else {
+        if !read_head(client, "request", MAX_HEAD, &mut self.head)? {
             return Ok(None);
-        };
-        self.parse_request(parsed, head).map(Some)
+        }
+        self.parse_request(head).map(Some)
     }
 
     fn read_response(
@@ -564,13 +622,14 @@ impl Framing for HttpSession {
         let start = head.len();
         loop {
             let budget = MAX_HEAD.saturating_sub(head.len() - start);
-            let Some(parsed) = read_head(backend, "response", budget)? else {
+            if !read_head(backend, "response", budget, &mut self.head)? {
                 return Err(cut_short(if head.len() > start {
                     "the backend closed after an interim response"
                 } else {
                     "the backend closed without answering"
                 }));
-            };
+            }
+            let parsed = &self.head;
             let line = parsed.start_line();
             let bad = || {
                 invalid(format!(
@@ -599,9 +658,9 @@ impl Framing for HttpSession {
                 head.extend_from_slice(&parsed.raw);
                 continue;
             }
-            let framing = body_framing(&parsed, "response")?;
+            let framing = body_framing(parsed, "response")?;
             let both = parsed.has("transfer-encoding") && parsed.has("content-length");
-            let mut close = closes(&parsed, minor) || both;
+            let mut close = closes(parsed, minor) || both;
             let mut tunnel = false;
             let body = if status == 101
                 || (req.flags & FLAG_CONNECT != 0 && (200..300).contains(&status))
@@ -625,8 +684,8 @@ impl Framing for HttpSession {
             }
             parsed.emit(
                 head,
-                |f| {
-                    if both && f.name == "content-length" {
+                |name| {
+                    if both && name.eq_ignore_ascii_case(b"content-length") {
                         Edit::Drop
                     } else {
                         Edit::Keep
@@ -819,7 +878,11 @@ mod tests {
     }
 
     fn req_ok(bytes: &[u8]) -> (Request, Vec<u8>) {
-        request(bytes).expect("parses").expect("a request")
+        req_ok_with(&mut session(), bytes)
+    }
+
+    fn req_ok_with(s: &mut HttpSession, bytes: &[u8]) -> (Request, Vec<u8>) {
+        request_with(s, bytes).expect("parses").expect("a request")
     }
 
     fn req_err(bytes: &[u8]) -> io::Error {
@@ -859,6 +922,51 @@ mod tests {
             e.to_string().contains(needle),
             "{e:?} should say {needle:?}"
         );
+    }
+
+    #[test]
+    fn a_call_allocates_nothing_once_the_session_is_warm() {
+        let request = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\
+            User-Agent: wrk/4.2.0\r\nAccept: */*\r\n\r\n";
+        let response = b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\n\
+            Date: Mon, 06 Jan 2025 10:00:00 GMT\r\nContent-Type: application/octet-stream\r\n\
+            Content-Length: 1024\r\nLast-Modified: Mon, 06 Jan 2025 09:00:00 GMT\r\n\
+            Connection: keep-alive\r\nETag: \"677b9c10-400\"\r\nAccept-Ranges: bytes\r\n\r\n";
+        let mut session = session();
+        let mut head = Vec::with_capacity(1024);
+        let call = |session: &mut HttpSession, head: &mut Vec<u8>| {
+            head.clear();
+            let req = session
+                .read_request(&mut &request[..], head)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (req.name, req.body, req.close),
+                ("GET".into(), Body::None, false)
+            );
+            assert_eq!(&head[..], request);
+            head.clear();
+            let resp = session
+                .read_response(&req, &mut &response[..], head)
+                .unwrap();
+            assert_eq!((resp.body, resp.close), (Body::Length(1024), false));
+            assert_eq!(&head[..], response);
+        };
+        let cold = crate::alloc_count::allocations(|| call(&mut session, &mut head));
+        assert!(cold > 0, "the first call sets up the head buffers");
+        let n = crate::alloc_count::allocations(|| {
+            for _ in 0..100 {
+                call(&mut session, &mut head);
+            }
+        });
+        assert_eq!(n, 0, "allocations in 100 GET calls");
+        // A big head's buffer is not kept once a normal head follows.
+        let cookie = format!("Cookie: {}\r\n", "c".repeat(8000));
+        let big = format!("GET / HTTP/1.1\r\n{}\r\n", cookie.repeat(4));
+        req_ok_with(&mut session, big.as_bytes());
+        assert!(session.head.raw.capacity() > KEEP_HEAD);
+        call(&mut session, &mut head);
+        assert!(session.head.raw.capacity() <= KEEP_HEAD);
     }
 
     #[test]
@@ -1037,6 +1145,18 @@ mod tests {
         let (req, head) = req_ok(raw);
         assert!(req.close);
         assert_eq!(head, raw);
+        // Folded values are joined by a space; empty continuation lines add nothing.
+        let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip,\r\n\t\r\n  chunked \r\n\r\n";
+        assert_eq!(req_ok(raw).0.body, Body::Chunked);
+        assert_eq!(req_ok(raw).1, raw);
+        let raw = b"POST / HTTP/1.1\r\nContent-Length:\r\n 5\r\n\r\n";
+        assert_eq!(req_ok(raw).0.body, Body::Length(5));
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n \r\n\r\n";
+        assert_eq!(req_ok(raw).0.body, Body::Length(5));
+        assert_invalid(
+            &req_err(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n 2\r\n\r\n"),
+            "\"1 2\"",
+        );
         assert_invalid(
             &req_err(b"GET / HTTP/1.1\r\n folded: x\r\n\r\n"),
             "continuation",
