@@ -250,18 +250,27 @@ mod tests {
     #[test]
     fn idle_workers_are_reused_and_panics_stay_contained() {
         let pool = Workers::new(Duration::from_secs(5));
+        // A worker is reusable once it is back on the idle stack, a moment after its job.
+        let wait_idle = |pool: &Workers| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while lock(&pool.shared.idle_workers).is_empty() {
+                assert!(Instant::now() < deadline, "the worker never became idle");
+                std::thread::yield_now();
+            }
+        };
         let (done_tx, done_rx) = bounded(0);
         pool.execute(Box::new(|| panic!("boom"))).unwrap();
         for i in 0..20 {
+            wait_idle(&pool);
             let done_tx = done_tx.clone();
             pool.execute(Box::new(move || done_tx.send(i).unwrap()))
                 .unwrap();
             assert_eq!(done_rx.recv_timeout(Duration::from_secs(5)).unwrap(), i);
         }
-        assert!(
-            pool.threads() <= 3,
-            "sequential jobs should reuse workers, got {}",
-            pool.threads()
+        assert_eq!(
+            pool.threads(),
+            1,
+            "one worker ran every job, the panicking one too"
         );
     }
 
