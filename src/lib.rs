@@ -77,6 +77,8 @@ pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod settings;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod stats;
 pub mod workers;
 

@@ -103,6 +103,9 @@ pub(crate) struct Context {
     pub bufsize: usize,
     /// Read buffers of `bufsize` bytes, held by stream pumps only while data flows.
     pub buffers: Arc<crate::buffers::Buffers>,
+    /// Empty pipes for the chunks of a transparent mix, held only while data flows.
+    #[cfg(target_os = "linux")]
+    pub(crate) pipes: crate::splice::Pipes,
     /// Idle backend connections kept for reuse.
     pub pool: crate::backend_pool::BackendPool,
     pub(crate) tracker: Arc<Tracker>,
@@ -201,7 +204,7 @@ impl Proxy {
         };
         let stats = Arc::new(Stats::new(statsd));
         let mix = config.mix()?.count_into(&stats);
-        let wanted = 2 * settings.max_connections as u64 + settings.pool_max_size as u64 + 64;
+        let wanted = 2 * settings.max_connections as u64 + settings.pool_max_size as u64 + 128;
         let limit = crate::net::raise_open_files(wanted);
         if limit < wanted {
             log::warn!(
@@ -229,6 +232,8 @@ impl Proxy {
                 stats,
                 bufsize,
                 buffers: Arc::new(crate::buffers::Buffers::new(bufsize)),
+                #[cfg(target_os = "linux")]
+                pipes: crate::splice::Pipes::default(),
                 pool,
                 tracker: Arc::new(Tracker::default()),
             }),

@@ -227,6 +227,41 @@ enum Chunk {
     Closed,
 }
 
+/// After a failed read: `true` to try again (interrupted, or a read timeout with the link
+/// still active); `false` once the link is closed (idle too long, or a socket error).
+fn retry_after(link: &Link, e: &io::Error, tag: &str) -> bool {
+    if e.kind() == io::ErrorKind::Interrupted {
+        return true;
+    }
+    if crate::net::is_timeout(e) {
+        if !link.idle_expired() {
+            return true;
+        }
+        log::info!(
+            "#{} {}: idle for {:?}, closing",
+            link.id,
+            link.peer,
+            link.idle_timeout.unwrap_or_default()
+        );
+    } else {
+        log::debug!("#{} {tag}: read failed: {e}", link.id);
+    }
+    link.close_all();
+    false
+}
+
+/// Waits until `src` has data (`Data(1)`) or ends, holding no buffer.
+fn wait_for_data(link: &Link, src: &TcpStream, tag: &str) -> Chunk {
+    loop {
+        match src.peek(&mut [0u8; 1]) {
+            Ok(0) => return Chunk::End,
+            Ok(_) => return Chunk::Data(1),
+            Err(e) if retry_after(link, &e, tag) => {}
+            Err(_) => return Chunk::Closed,
+        }
+    }
+}
+
 /// Waits for data on `src` and reads it into `held`, taking a buffer from the stock only
 /// once a byte is there: an idle connection holds no buffer.
 fn read_chunk(
@@ -237,40 +272,118 @@ fn read_chunk(
     tag: &str,
 ) -> Chunk {
     loop {
-        let got = match held.as_mut() {
-            Some(buf) => (&*src).read(buf),
-            None => match src.peek(&mut [0u8; 1]) {
-                Ok(0) => return Chunk::End,
-                Ok(_) => {
-                    *held = Some(ctx.buffers.take());
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
+        let Some(buf) = held.as_mut() else {
+            match wait_for_data(link, src, tag) {
+                Chunk::Data(_) => *held = Some(ctx.buffers.take()),
+                other => return other,
+            }
+            continue;
         };
-        match got {
+        match (&*src).read(buf) {
             Ok(0) => return Chunk::End,
             Ok(n) => return Chunk::Data(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if crate::net::is_timeout(&e) => {
-                if link.idle_expired() {
-                    log::info!(
-                        "#{} {}: idle for {:?}, closing",
-                        link.id,
-                        link.peer,
-                        link.idle_timeout.unwrap_or_default()
-                    );
-                    link.close_all();
-                    return Chunk::Closed;
-                }
-            }
+            Err(e) if retry_after(link, &e, tag) => {}
+            Err(_) => return Chunk::Closed,
+        }
+    }
+}
+
+/// What moving one chunk through a pipe gave.
+#[cfg(target_os = "linux")]
+enum Spliced {
+    /// Forwarded.
+    Done,
+    /// The mix stopped being transparent: the chunk was read out of the pipe into the
+    /// buffer, this long, for the hooks.
+    Chunk(usize),
+    /// No pipe to be had (out of file descriptors): use a buffer instead.
+    NoPipe,
+    /// As `Chunk`.
+    End,
+    Closed,
+}
+
+/// Forwards one chunk of a transparent mix through a pipe (see [`crate::splice`]), holding
+/// the pipe only while data flows.
+#[cfg(target_os = "linux")]
+#[allow(clippy::too_many_arguments)]
+fn splice_chunk(
+    link: &Link,
+    (src, dst): (&TcpStream, &TcpStream),
+    pipe: &mut Option<crate::splice::Pipe>,
+    held: &mut Option<Vec<u8>>,
+    sub: &mut Subscription,
+    rng: &mut fastrand::Rng,
+    ctx: &Context,
+    dir: Direction,
+) -> Spliced {
+    let tag = dir.as_str();
+    if pipe.is_none() {
+        match wait_for_data(link, src, tag) {
+            Chunk::Data(_) => {}
+            Chunk::End => return Spliced::End,
+            Chunk::Closed => return Spliced::Closed,
+        }
+        match ctx.pipes.take() {
+            Ok(p) => *pipe = Some(p),
             Err(e) => {
-                log::debug!("#{} {tag}: read failed: {e}", link.id);
-                link.close_all();
-                return Chunk::Closed;
+                log::debug!("#{} {tag}: no pipe ({e}): copying instead", link.id);
+                return Spliced::NoPipe;
             }
         }
     }
+    let Some(p) = pipe.as_mut() else {
+        return Spliced::NoPipe;
+    };
+    let max = ctx.buffers.size().min(crate::splice::PIPE_BYTES);
+    let n = loop {
+        match p.fill(src, max) {
+            Ok(n) => break n,
+            Err(e) if retry_after(link, &e, tag) => {}
+            Err(_) => return Spliced::Closed,
+        }
+    };
+    if n == 0 {
+        if let Some(p) = pipe.take() {
+            ctx.pipes.give(p);
+        }
+        return Spliced::End;
+    }
+    link.touch();
+    if link.hanging.load(Ordering::Relaxed) {
+        *pipe = None; // closing the pipe drops the chunk, as `hang` wants
+        return Spliced::Done;
+    }
+    let live = sub.live();
+    if !live.mix.is_transparent() {
+        // The mix changed while this chunk was on its way: the hooks get it after all.
+        let mut buf = ctx.buffers.take();
+        let read = p.read_into(&mut buf[..n]);
+        *held = Some(buf);
+        return match read {
+            Ok(()) => Spliced::Chunk(n),
+            Err(e) => {
+                log::debug!("#{} {tag}: pipe read failed: {e}", link.id);
+                link.close_all();
+                Spliced::Closed
+            }
+        };
+    }
+    let entry = live.mix.pick(rng);
+    ctx.stats.count_call(&entry.name, &entry.calls);
+    if let Err(e) = p.drain(dst, n) {
+        log::debug!("#{} {tag}: write failed: {e}", link.id);
+        link.close_all();
+        return Spliced::Closed;
+    }
+    ctx.stats.add_bytes(dir, n);
+    if n < max {
+        // The source is drained: wait for the next chunk without a pipe.
+        if let Some(p) = pipe.take() {
+            ctx.pipes.give(p);
+        }
+    }
+    Spliced::Done
 }
 
 /// Forwards one direction until its source ends.
@@ -286,11 +399,42 @@ fn pump(
     let mut held: Option<Vec<u8>> = None;
     let mut line: Option<DelayLine> = None;
     let tag = dir.as_str();
+    #[cfg(target_os = "linux")]
+    let mut pipe: Option<crate::splice::Pipe> = None;
     loop {
-        let n = match read_chunk(link, src, &mut held, ctx, tag) {
-            Chunk::Data(n) => n,
-            Chunk::End => break,
-            Chunk::Closed => return,
+        #[cfg(target_os = "linux")]
+        let spliced = if held.is_none() && line.is_none() && sub.live().mix.is_transparent() {
+            match splice_chunk(
+                link,
+                (src, dst),
+                &mut pipe,
+                &mut held,
+                &mut sub,
+                &mut rng,
+                ctx,
+                dir,
+            ) {
+                Spliced::Done => continue,
+                Spliced::End => break,
+                Spliced::Closed => return,
+                Spliced::Chunk(n) => Some(n),
+                Spliced::NoPipe => None,
+            }
+        } else {
+            if let Some(p) = pipe.take() {
+                ctx.pipes.give(p);
+            }
+            None
+        };
+        #[cfg(not(target_os = "linux"))]
+        let spliced = None;
+        let n = match spliced {
+            Some(n) => n,
+            None => match read_chunk(link, src, &mut held, ctx, tag) {
+                Chunk::Data(n) => n,
+                Chunk::End => break,
+                Chunk::Closed => return,
+            },
         };
         let Some(buf) = held.as_mut() else {
             continue;
