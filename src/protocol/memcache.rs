@@ -323,6 +323,9 @@ fn arity(name: &str, argc: usize, ok: impl FnOnce(usize) -> bool) -> io::Result<
 }
 
 /// Parses a command line (without its terminator).
+/// Words of a command line held without allocating.
+const INLINE_WORDS: usize = 24;
+
 fn parse_command(line: &[u8]) -> io::Result<Command> {
     if let Some(&b) = line.iter().find(|&&b| b < 0x20 || b == 0x7f) {
         return Err(invalid(format!(
@@ -331,10 +334,26 @@ fn parse_command(line: &[u8]) -> io::Result<Command> {
             show(line)
         )));
     }
-    let words: Vec<&[u8]> = line
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .collect();
+    // Words on the stack for the usual command, on the heap only for a long multi-key get.
+    let mut inline: [&[u8]; INLINE_WORDS] = [&[]; INLINE_WORDS];
+    let mut many: Vec<&[u8]> = Vec::new();
+    let mut count = 0;
+    for word in line.split(|&b| b == b' ').filter(|w| !w.is_empty()) {
+        if count < INLINE_WORDS {
+            inline[count] = word;
+        } else {
+            if many.is_empty() {
+                many.extend_from_slice(&inline);
+            }
+            many.push(word);
+        }
+        count += 1;
+    }
+    let words: &[&[u8]] = if many.is_empty() {
+        &inline[..count]
+    } else {
+        &many
+    };
     let Some(&first) = words.first() else {
         // memcached answers an empty line with ERROR.
         return Ok(Command::new("(empty)", Shape::Line));
@@ -775,6 +794,50 @@ mod tests {
     use super::*;
     use crate::opts::Values;
     use crate::settings::HostPort;
+
+    #[test]
+    fn a_call_allocates_nothing_once_the_session_is_warm() {
+        let mut session = MemcacheSession::default();
+        let mut head = Vec::with_capacity(256);
+        let call = |session: &mut MemcacheSession, head: &mut Vec<u8>, cmd: &[u8], reply: &[u8]| {
+            head.clear();
+            let req = session.read_request(&mut &cmd[..], head).unwrap().unwrap();
+            head.clear();
+            session.read_response(&req, &mut &reply[..], head).unwrap();
+            assert_eq!(&head[..], reply);
+        };
+        let get = (
+            &b"get key\r\n"[..],
+            &b"VALUE key 0 5\r\nhello\r\nEND\r\n"[..],
+        );
+        let set = (&b"set key 0 0 5\r\nhello\r\n"[..], &b"STORED\r\n"[..]);
+        call(&mut session, &mut head, get.0, get.1);
+        let n = crate::alloc_count::allocations(|| {
+            for _ in 0..100 {
+                call(&mut session, &mut head, get.0, get.1);
+                call(&mut session, &mut head, set.0, set.1);
+            }
+        });
+        assert_eq!(n, 0, "allocations in 100 get and 100 set calls");
+        // Past the words held on the stack, a long multi-key get still reads.
+        let keys: Vec<String> = (0..INLINE_WORDS * 2).map(|i| format!("k{i}")).collect();
+        let line = format!("get {}\r\n", keys.join(" "));
+        let req = session
+            .read_request(&mut line.as_bytes(), &mut head)
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.name, "get");
+        let mut reply = Vec::new();
+        for k in &keys {
+            reply.extend_from_slice(format!("VALUE {k} 0 1\r\nx\r\n").as_bytes());
+        }
+        reply.extend_from_slice(b"END\r\n");
+        head.clear();
+        session
+            .read_response(&req, &mut &reply[..], &mut head)
+            .unwrap();
+        assert_eq!(head, reply);
+    }
 
     /// A request, the bytes forwarded for it and the input left after it.
     type Parsed = io::Result<Option<(Request, Vec<u8>, Vec<u8>)>>;
