@@ -11,6 +11,11 @@
 //! while the rest of the response still flows back. A socket error shuts both sockets so the
 //! other pump wakes up.
 //!
+//! A pump holds a read buffer only while data flows: it waits for the next byte with a
+//! one-byte peek and no buffer, takes one from the shared stock when data is there, and gives
+//! it back once a read drained the socket. While the mix is transparent, a chunk goes socket
+//! → pipe → socket with `splice(2)` instead (Linux), and is never copied into the proxy.
+//!
 //! Latency is applied by a delay line: a chunk read at t is written at t + delay by a writer
 //! fed through a bounded channel, so a burst is delayed once, order is kept, and memory per
 //! direction is bounded (the reader blocks when the line is full). Once a direction had a
@@ -402,8 +407,13 @@ fn pump(
     #[cfg(target_os = "linux")]
     let mut pipe: Option<crate::splice::Pipe> = None;
     loop {
+        // A hung link drops what it reads: through a buffer, not a new pipe per chunk.
         #[cfg(target_os = "linux")]
-        let spliced = if held.is_none() && line.is_none() && sub.live().mix.is_transparent() {
+        let spliced = if held.is_none()
+            && line.is_none()
+            && !link.hanging.load(Ordering::Relaxed)
+            && sub.live().mix.is_transparent()
+        {
             match splice_chunk(
                 link,
                 (src, dst),
