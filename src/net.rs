@@ -54,7 +54,7 @@ pub fn connect(addr: &HostPort, timeout: Duration) -> io::Result<TcpStream> {
         let attempt = if timeout.is_zero() {
             TcpStream::connect(a)
         } else {
-            TcpStream::connect_timeout(&a, timeout)
+            connect_within(a, timeout)
         };
         match attempt {
             Ok(s) => return Ok(s),
@@ -62,6 +62,54 @@ pub fn connect(addr: &HostPort, timeout: Duration) -> io::Result<TcpStream> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no address")))
+}
+
+/// Connects within `timeout`: the socket is made non-blocking at creation and blocking once
+/// connected, one system call less per connection than `TcpStream::connect_timeout`.
+fn connect_within(a: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(a), Type::STREAM.nonblocking(), None)?;
+    match socket.connect(&a.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            let deadline = std::time::Instant::now() + timeout;
+            let mut pollfd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&socket),
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection timed out",
+                    ));
+                }
+                let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+                // SAFETY: `pollfd` is one valid entry, and the fd is owned by `socket`.
+                match unsafe { libc::poll(&mut pollfd, 1, ms) } {
+                    1.. => break,
+                    0 => {}
+                    _ => {
+                        let e = io::Error::last_os_error();
+                        if e.kind() != io::ErrorKind::Interrupted {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            if pollfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                return Err(socket
+                    .take_error()?
+                    .unwrap_or_else(|| io::Error::other("connection failed")));
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from(socket);
+    // std switches with one ioctl; socket2 reads and writes the flags with two fcntl.
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// `TCP_NODELAY`, and keep-alive probes when asked.

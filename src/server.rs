@@ -106,6 +106,9 @@ pub(crate) struct Context {
     /// Empty pipes for the chunks of a transparent mix, held only while data flows.
     #[cfg(target_os = "linux")]
     pub(crate) pipes: crate::splice::Pipes,
+    /// The read timeout accepted sockets inherit from the listener (Linux), set to what
+    /// this proxy's protocol wants on a client socket, so that no connection has to set it.
+    pub(crate) accepted_read_timeout: Option<Duration>,
     /// Idle backend connections kept for reuse.
     pub pool: crate::backend_pool::BackendPool,
     pub(crate) tracker: Arc<Tracker>,
@@ -119,7 +122,31 @@ fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// How long a connection may stay idle both ways: `--timeout`, unless zero or
+/// `--stay-connected`.
+pub(crate) fn idle_timeout(settings: &Settings) -> Option<Duration> {
+    (!settings.stay_connected && !settings.timeout.is_zero()).then_some(settings.timeout)
+}
+
+/// The read timeout of a stream pump: half the idle timeout, so that it checks activity in
+/// the other direction in time.
+pub(crate) fn stream_poll(idle: Option<Duration>) -> Option<Duration> {
+    idle.map(|t| (t / 2).max(Duration::from_millis(10)))
+}
+
 impl Context {
+    /// Gives an accepted client socket the read timeout `want`, unless it inherited it.
+    pub(crate) fn set_client_read_timeout(
+        &self,
+        client: &TcpStream,
+        want: Option<Duration>,
+    ) -> io::Result<()> {
+        if cfg!(target_os = "linux") && want == self.accepted_read_timeout {
+            return Ok(());
+        }
+        client.set_read_timeout(want)
+    }
+
     /// The random source of one direction of connection `id`: derived from `--seed` when
     /// given, so the same seed and traffic replay the same draws.
     pub fn rng(&self, id: u64, dir: Direction) -> fastrand::Rng {
@@ -214,6 +241,15 @@ impl Proxy {
         }
         let listener = crate::net::listen(&settings.proxy, settings.backlog)
             .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", settings.proxy)))?;
+        let idle = idle_timeout(&settings);
+        let accepted_read_timeout = if protocol.framing(&settings.backend).is_some() {
+            idle
+        } else {
+            stream_poll(idle)
+        };
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(accepted_read_timeout)
+            .map_err(|e| Error::Start(format!("cannot set the listener's timeout: {e}")))?;
         let bufsize = protocol.stream_options().buffer.unwrap_or(settings.bufsize);
         let pool =
             crate::backend_pool::BackendPool::new(settings.pool_max_size, settings.pool_timeout);
@@ -234,6 +270,7 @@ impl Proxy {
                 buffers: Arc::new(crate::buffers::Buffers::new(bufsize)),
                 #[cfg(target_os = "linux")]
                 pipes: crate::splice::Pipes::default(),
+                accepted_read_timeout,
                 pool,
                 tracker: Arc::new(Tracker::default()),
             }),

@@ -124,9 +124,8 @@ pub(crate) fn serve(
             _guards: guards,
         }
     });
-    let idle = (!ctx.settings.stay_connected && !ctx.settings.timeout.is_zero())
-        .then_some(ctx.settings.timeout);
-    let _ = link.client.set_read_timeout(idle);
+    let idle = crate::server::idle_timeout(&ctx.settings);
+    let _ = ctx.set_client_read_timeout(&link.client, idle);
     let mut conn = Conn {
         ctx,
         id,

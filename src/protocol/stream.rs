@@ -73,11 +73,9 @@ impl Link {
         ctx: &Context,
         mut guards: ConnectionGuards,
     ) -> io::Result<Arc<Link>> {
-        let idle_timeout = (!ctx.settings.stay_connected && !ctx.settings.timeout.is_zero())
-            .then_some(ctx.settings.timeout);
-        // Wake up at half the idle timeout to check activity in the other direction too.
-        let poll = idle_timeout.map(|t| (t / 2).max(Duration::from_millis(10)));
-        client.set_read_timeout(poll)?;
+        let idle_timeout = crate::server::idle_timeout(&ctx.settings);
+        let poll = crate::server::stream_poll(idle_timeout);
+        ctx.set_client_read_timeout(&client, poll)?;
         backend.set_read_timeout(poll)?;
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Link>| {
             guards.track = Some(
