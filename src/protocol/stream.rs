@@ -301,8 +301,9 @@ enum Spliced {
     Chunk(usize),
     /// No pipe to be had (out of file descriptors): use a buffer instead.
     NoPipe,
-    /// As `Chunk`.
+    /// The source ended, as [`Chunk::End`].
     End,
+    /// The link is closed, as [`Chunk::Closed`].
     Closed,
 }
 
