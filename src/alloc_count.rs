@@ -34,3 +34,14 @@ pub(crate) fn allocations(f: impl FnOnce()) -> usize {
     f();
     ALLOCATIONS.with(Cell::get) - before
 }
+
+/// Allocations of `call`'s first run, then of its next 100 runs: a hot path, cold and warm.
+pub(crate) fn cold_then_warm(mut call: impl FnMut()) -> (usize, usize) {
+    let cold = allocations(&mut call);
+    let warm = allocations(|| {
+        for _ in 0..100 {
+            call();
+        }
+    });
+    (cold, warm)
+}
