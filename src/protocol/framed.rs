@@ -49,6 +49,12 @@ struct Counted<'a> {
     stats: &'a Stats,
 }
 
+impl<'a> Counted<'a> {
+    fn new(inner: &'a TcpStream, dir: Direction, stats: &'a Stats) -> Counted<'a> {
+        Counted { inner, dir, stats }
+    }
+}
+
 impl Write for Counted<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -354,11 +360,11 @@ impl Conn<'_> {
             .ok_or_else(|| io::Error::other("no backend"))?;
         backend.clean = false;
         if !out.is_empty() {
-            Counted {
-                inner: backend.reader.get_ref(),
-                dir: Direction::ToBackend,
-                stats: &self.ctx.stats,
-            }
+            Counted::new(
+                backend.reader.get_ref(),
+                Direction::ToBackend,
+                &self.ctx.stats,
+            )
             .write_all(out)?;
             out.clear();
         }
@@ -377,11 +383,11 @@ impl Conn<'_> {
         self.framing.copy_body(
             req.body,
             &mut self.client_r,
-            &mut Counted {
-                inner: backend.reader.get_ref(),
-                dir: Direction::ToBackend,
-                stats: &self.ctx.stats,
-            },
+            &mut Counted::new(
+                backend.reader.get_ref(),
+                Direction::ToBackend,
+                &self.ctx.stats,
+            ),
         )
     }
 
@@ -397,11 +403,7 @@ impl Conn<'_> {
                 .backend
                 .as_mut()
                 .ok_or_else(|| io::Error::other("no backend"))?;
-            let mut to_client = Counted {
-                inner: self.client,
-                dir: Direction::ToClient,
-                stats: &self.ctx.stats,
-            };
+            let mut to_client = Counted::new(self.client, Direction::ToClient, &self.ctx.stats);
             // Before waiting for the backend, what is ready goes to the client.
             if backend.reader.buffer().is_empty() || out.len() >= MAX_BATCH_BYTES {
                 to_client.write_all(out)?;
@@ -431,10 +433,7 @@ impl Conn<'_> {
                 if resp.tunnel {
                     return self.tunnel().map(Some);
                 }
-                self.backend = None;
-                let reconnectable =
-                    self.ctx.settings.stay_connected && !self.framing.server_speaks_first();
-                return Ok((!reconnectable).then_some(End::Close));
+                return Ok(self.backend_ended());
             }
         }
         self.to_client().write_all(out)?;
@@ -464,11 +463,7 @@ impl Conn<'_> {
     }
 
     fn to_client(&self) -> Counted<'_> {
-        Counted {
-            inner: self.client,
-            dir: Direction::ToClient,
-            stats: &self.ctx.stats,
-        }
+        Counted::new(self.client, Direction::ToClient, &self.ctx.stats)
     }
 
     /// Connects to the backend (from the pool when allowed); a failure closes the client.
@@ -551,19 +546,15 @@ impl Conn<'_> {
             return Ok(());
         };
         backend.clean = false;
-        let mut to_backend = Counted {
-            inner: backend.reader.get_ref(),
-            dir: Direction::ToBackend,
-            stats: &self.ctx.stats,
-        };
+        let mut to_backend = Counted::new(
+            backend.reader.get_ref(),
+            Direction::ToBackend,
+            &self.ctx.stats,
+        );
         to_backend.write_all(head)?;
         if !req.early_reply.is_empty() {
-            Counted {
-                inner: self.client,
-                dir: Direction::ToClient,
-                stats: &self.ctx.stats,
-            }
-            .write_all(&req.early_reply)?;
+            Counted::new(self.client, Direction::ToClient, &self.ctx.stats)
+                .write_all(&req.early_reply)?;
         }
         self.framing
             .copy_body(req.body, &mut self.client_r, &mut to_backend)?;
@@ -601,11 +592,7 @@ impl Conn<'_> {
                     .backend
                     .as_mut()
                     .ok_or_else(|| io::Error::other("no backend"))?;
-                let mut to_client = Counted {
-                    inner: self.client,
-                    dir: Direction::ToClient,
-                    stats: &self.ctx.stats,
-                };
+                let mut to_client = Counted::new(self.client, Direction::ToClient, &self.ctx.stats);
                 let body = self
                     .framing
                     .inline_body(resp.body, &mut backend.reader, &mut head)?;
@@ -616,10 +603,7 @@ impl Conn<'_> {
                 if resp.tunnel {
                     Some(self.tunnel()?)
                 } else if resp.close {
-                    self.backend = None;
-                    let reconnectable =
-                        self.ctx.settings.stay_connected && !self.framing.server_speaks_first();
-                    (!reconnectable).then_some(End::Close)
+                    self.backend_ended()
                 } else {
                     None
                 }
@@ -636,6 +620,15 @@ impl Conn<'_> {
         };
         self.head = head;
         Ok(result)
+    }
+
+    /// The backend closes after a response: the client is closed too, unless
+    /// `--stay-connected` lets the next call open a new backend connection (not where the
+    /// server speaks first: a new greeting would shift every reply).
+    fn backend_ended(&mut self) -> Option<End> {
+        self.backend = None;
+        let reconnectable = self.ctx.settings.stay_connected && !self.framing.server_speaks_first();
+        (!reconnectable).then_some(End::Close)
     }
 
     /// `hang`: drop the backend, read and drop what the client sends until it leaves.
@@ -684,12 +677,7 @@ impl Conn<'_> {
         self.client_r.consume(early_up.len());
         let early_down = backend.reader.buffer().to_vec();
         let backend = Arc::new(backend.reader.into_inner());
-        Counted {
-            inner: &backend,
-            dir: Direction::ToBackend,
-            stats: &self.ctx.stats,
-        }
-        .write_all(&early_up)?;
+        Counted::new(&backend, Direction::ToBackend, &self.ctx.stats).write_all(&early_up)?;
         self.to_client().write_all(&early_down)?;
         let client = self.client.try_clone()?;
         let down = backend.clone();
@@ -698,22 +686,14 @@ impl Conn<'_> {
         self.ctx.workers.execute(Box::new(move || {
             let _ = io::copy(
                 &mut &*down,
-                &mut Counted {
-                    inner: &client,
-                    dir: Direction::ToClient,
-                    stats: &stats,
-                },
+                &mut Counted::new(&client, Direction::ToClient, &stats),
             );
             let _ = client.shutdown(Shutdown::Write);
             let _ = done_tx.send(());
         }))?;
         let _ = io::copy(
             &mut self.client_r.get_mut(),
-            &mut Counted {
-                inner: &backend,
-                dir: Direction::ToBackend,
-                stats: &self.ctx.stats,
-            },
+            &mut Counted::new(&backend, Direction::ToBackend, &self.ctx.stats),
         );
         let _ = backend.shutdown(Shutdown::Write);
         let _ = done_rx.recv();
