@@ -62,6 +62,10 @@ impl Framing for LineSession {
         }
         Ok(Response::default())
     }
+    /// Replies come back in order and a line reads the same whatever came before.
+    fn pipelines(&self) -> bool {
+        true
+    }
     fn error_reply(&mut self, _req: &Request, _rng: &mut fastrand::Rng) -> ErrorReply {
         ErrorReply {
             bytes: b"ERR chaos\n".to_vec(),
@@ -172,6 +176,32 @@ fn calls_pipeline_in_order_and_error_answers_in_the_protocol() {
         );
         let stats = client.stats().unwrap();
         assert_eq!(stats["calls"]["error"], 1);
+    });
+}
+
+#[test]
+fn a_transparent_mix_forwards_a_pipeline_in_one_batch() {
+    // The backend answers nothing until it holds the whole pipeline: a proxy that waited for
+    // each reply before forwarding the next request would wait for ever.
+    const PIPELINE: &[u8] = b"a\nb\nc\nd\ne\n";
+    let backend = Backend::start(|s| {
+        let mut w = s.try_clone().unwrap();
+        let lines: Vec<String> = BufReader::new(s)
+            .lines()
+            .take(5)
+            .map_while(Result::ok)
+            .collect();
+        for l in lines {
+            let _ = w.write_all(format!("echo {l}\n").as_bytes());
+        }
+    });
+    let proxy = start(&backend, &[]);
+    within(Duration::from_secs(20), "a batched pipeline", move || {
+        let (mut w, mut r) = connect(proxy.proxy_addr());
+        w.write_all(PIPELINE).unwrap();
+        for l in ["a", "b", "c", "d", "e"] {
+            assert_eq!(line(&mut r), format!("echo {l}\n"), "reply to {l}");
+        }
     });
 }
 
