@@ -55,6 +55,7 @@ impl Vaurien {
         };
         let stopper = proxy.stop_handle();
         let (stats, hub) = (proxy.stats(), proxy.hub());
+        // This thread starts the first accepting worker and waits for the stop.
         let accept_thread = std::thread::Builder::new()
             .name("vaurien-accept".into())
             .spawn(move || proxy.run())

@@ -1,16 +1,19 @@
 //! The server: listener, accept loop, connection permits, and each connection's lifecycle.
 //!
 //! ```text
-//! listener ─▶ accept loop ─permit─▶ worker: connect backend ─▶ protocol (stream pumps)
-//!                 ▲                        │
-//!   --max-connections permits        Link registered in the tracker, so stop() can
-//!   (a bounded channel)              shut every live socket down
+//! listener ─▶ worker: permit, accept ─▶ connect backend ─▶ protocol (stream pumps)
+//!                 ▲                           │
+//!   --max-connections permits           Link registered in the tracker, so stop() can
+//!   (a bounded channel)                 shut every live socket down
 //! ```
+//!
+//! Worker threads take turns at `accept()` and serve the connection they accept, so a new
+//! connection wakes one thread, not an accept thread and then a worker.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -157,13 +160,28 @@ impl Context {
     }
 }
 
+/// Threads in the accept loop at most: more go back to the worker pool when their
+/// connection ends. Two or more keep a churning client from ever waiting on a hand-off.
+const MAX_ACCEPTORS: usize = 4;
+
 /// A bound proxy, ready to [`run`](Proxy::run).
 pub struct Proxy {
+    accept: Arc<Acceptor>,
+}
+
+/// What the threads taking turns at `accept()` share. The thread that accepts a connection
+/// serves it itself, so a new connection costs no hand-off between threads; before it
+/// does, it makes sure another thread is waiting to accept.
+struct Acceptor {
     ctx: Arc<Context>,
     listener: Arc<TcpListener>,
     control: Arc<StopState>,
     permits: (Sender<()>, Receiver<()>),
     next_id: AtomicU64,
+    /// Threads in the accept loop and not serving a connection.
+    acceptors: AtomicUsize,
+    /// When resource exhaustion was last logged, so that it is logged once a second.
+    last_warning: Mutex<Option<Instant>>,
 }
 
 struct StopState {
@@ -259,96 +277,163 @@ impl Proxy {
         });
         let (wake, woken) = bounded(0);
         let permits = bounded(settings.max_connections);
+        let ctx = Arc::new(Context {
+            settings,
+            protocol,
+            hub,
+            workers: Workers::new(WORKER_IDLE),
+            stats,
+            bufsize,
+            buffers: Arc::new(crate::buffers::Buffers::new(bufsize)),
+            #[cfg(target_os = "linux")]
+            pipes: crate::splice::Pipes::default(),
+            accepted_read_timeout,
+            pool,
+            tracker: Arc::new(Tracker::default()),
+        });
         Ok(Proxy {
-            ctx: Arc::new(Context {
-                settings,
-                protocol,
-                hub,
-                workers: Workers::new(WORKER_IDLE),
-                stats,
-                bufsize,
-                buffers: Arc::new(crate::buffers::Buffers::new(bufsize)),
-                #[cfg(target_os = "linux")]
-                pipes: crate::splice::Pipes::default(),
-                accepted_read_timeout,
-                pool,
-                tracker: Arc::new(Tracker::default()),
+            accept: Arc::new(Acceptor {
+                ctx,
+                listener: Arc::new(listener),
+                control: Arc::new(StopState {
+                    stopping: AtomicBool::new(false),
+                    wake: Mutex::new(Some(wake)),
+                    woken,
+                }),
+                permits,
+                next_id: AtomicU64::new(0),
+                acceptors: AtomicUsize::new(0),
+                last_warning: Mutex::new(None),
             }),
-            listener: Arc::new(listener),
-            control: Arc::new(StopState {
-                stopping: AtomicBool::new(false),
-                wake: Mutex::new(Some(wake)),
-                woken,
-            }),
-            permits,
-            next_id: AtomicU64::new(0),
         })
     }
 
     /// The address the proxy listens on (the real port when `--proxy` asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.accept.listener.local_addr()
     }
 
     /// The hub holding the live mix and backend.
     pub fn hub(&self) -> Arc<Hub> {
-        self.ctx.hub.clone()
+        self.accept.ctx.hub.clone()
     }
 
     /// The proxy's counters.
     pub fn stats(&self) -> Arc<Stats> {
-        self.ctx.stats.clone()
+        self.accept.ctx.stats.clone()
     }
 
     /// A handle that stops the proxy.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            control: self.control.clone(),
-            listener: self.listener.clone(),
-            tracker: self.ctx.tracker.clone(),
+            control: self.accept.control.clone(),
+            listener: self.accept.listener.clone(),
+            tracker: self.accept.ctx.tracker.clone(),
         }
     }
 
-    /// Accepts connections until stopped. Out of file descriptors, it waits (5 ms doubling
-    /// up to 1 s) and goes on; the loop never ends on an accept error.
+    /// Accepts connections until stopped, on worker threads: this thread only starts the
+    /// first of them and waits for the stop. Out of file descriptors, an accepting thread
+    /// waits (5 ms doubling up to 1 s) and goes on; accepting never ends on an error.
     pub fn run(&self) {
+        let mut retry = Duration::from_millis(5);
+        while let Err(e) = self.accept.start_acceptor() {
+            log::error!("cannot start a worker thread to accept connections: {e}; retrying");
+            // Returns at once when the proxy is stopped (the sender is dropped).
+            if self.accept.control.woken.recv_timeout(retry).is_err()
+                && self.accept.control.stopping.load(Ordering::SeqCst)
+            {
+                return;
+            }
+            retry = (retry * 2).min(Duration::from_secs(1));
+        }
+        while self.accept.control.woken.recv().is_ok() {}
+        log::info!("stopped accepting connections");
+    }
+}
+
+impl Acceptor {
+    fn stopping(&self) -> bool {
+        self.control.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Puts one more worker thread in the accept loop.
+    fn start_acceptor(self: &Arc<Self>) -> io::Result<()> {
+        self.acceptors.fetch_add(1, Ordering::SeqCst);
+        let me = self.clone();
+        self.ctx
+            .workers
+            .execute(Box::new(move || me.accept_loop()))
+            .inspect_err(|_| {
+                self.acceptors.fetch_sub(1, Ordering::SeqCst);
+            })
+    }
+
+    /// Takes a permit, accepts a connection and serves it, until the proxy stops, the
+    /// thread has waited idle for as long as the listener's timeout while another thread
+    /// is accepting too, or a connection ends with enough other threads accepting. On
+    /// entry the thread is counted in `acceptors`.
+    fn accept_loop(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(5);
-        let mut last_warning: Option<Instant> = None;
         loop {
             select! {
-                send(self.permits.0, ()) -> sent => if sent.is_err() { break },
-                recv(self.control.woken) -> _ => break,
+                send(self.permits.0, ()) -> sent => if sent.is_err() { return self.leave() },
+                recv(self.control.woken) -> _ => return self.leave(),
             }
             let permit = Permit(self.permits.1.clone());
-            if self.control.stopping.load(Ordering::SeqCst) {
-                break;
+            if self.stopping() {
+                return self.leave();
             }
             match self.listener.accept() {
                 Ok((client, peer)) => {
                     backoff = Duration::from_millis(5);
-                    if self.control.stopping.load(Ordering::SeqCst) {
-                        break;
+                    if self.stopping() {
+                        return self.leave();
+                    }
+                    if self.acceptors.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        if let Err(e) = self.start_acceptor() {
+                            // This thread comes back to accepting when its connection ends.
+                            log::error!("cannot start a worker thread to accept connections: {e}");
+                        }
                     }
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    let ctx = self.ctx.clone();
-                    let job = Box::new(move || handle(&ctx, id, client, peer, permit));
-                    if let Err(e) = self.ctx.workers.execute(job) {
-                        log::error!("#{id} cannot start a worker thread: {e}; closing {peer}");
+                    handle(&self.ctx, id, client, peer, permit);
+                    if self.acceptors.fetch_add(1, Ordering::SeqCst) >= MAX_ACCEPTORS {
+                        return self.leave();
                     }
                 }
-                Err(_) if self.control.stopping.load(Ordering::SeqCst) => break,
-                Err(e) if crate::net::is_resource_exhaustion(&e) => {
-                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                        log::warn!("accept: {e}; waiting {backoff:?} before accepting again");
-                        last_warning = Some(Instant::now());
+                Err(_) if self.stopping() => return self.leave(),
+                Err(e) if crate::net::is_timeout(&e) => {
+                    // Idle for as long as the listener's timeout: the pool shrinks back,
+                    // down to one thread accepting.
+                    drop(permit);
+                    if self.acceptors.fetch_sub(1, Ordering::SeqCst) > 1 {
+                        return;
                     }
+                    self.acceptors.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(e) if crate::net::is_resource_exhaustion(&e) => {
+                    drop(permit);
+                    self.warn_exhaustion(&e, backoff);
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
                 Err(e) => log::debug!("accept: {e}"),
             }
         }
-        log::info!("stopped accepting connections");
+    }
+
+    fn leave(&self) {
+        self.acceptors.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Logs an accept failure for lack of resources, at most once a second.
+    fn warn_exhaustion(&self, e: &io::Error, backoff: Duration) {
+        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            log::warn!("accept: {e}; waiting {backoff:?} before accepting again");
+            *last = Some(Instant::now());
+        }
     }
 }
 

@@ -277,6 +277,32 @@ fn max_connections_makes_the_next_client_wait() {
 }
 
 #[test]
+fn clients_held_open_never_stop_the_next_one_being_accepted() {
+    // The thread that accepts a connection serves it and puts another in its place: a
+    // dozen clients held open, more than ever wait in accept(), leave the proxy accepting.
+    let echo = Backend::echo();
+    let proxy = Vaurien::start(&["--backend", &echo.arg()]);
+    let addr = proxy.addr;
+    within(Duration::from_secs(20), "13 clients at once", move || {
+        let mut held = Vec::new();
+        for i in 0..13 {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            let msg = format!("client {i}");
+            assert_eq!(
+                exchange(&mut c, msg.as_bytes()),
+                msg.as_bytes(),
+                "with {i} clients held open"
+            );
+            held.push(c);
+        }
+        for (i, c) in held.iter_mut().enumerate() {
+            let msg = format!("again {i}");
+            assert_eq!(exchange(c, msg.as_bytes()), msg.as_bytes());
+        }
+    });
+}
+
+#[test]
 fn out_of_file_descriptors_the_accept_loop_waits_and_goes_on() {
     let echo = Backend::echo();
     let proxy = Vaurien::start_with(&["--backend", &echo.arg()], Some(40));
