@@ -398,3 +398,104 @@ fn sigterm_with_delayed_data_in_flight_exits_within_one_second() {
     });
     assert!(outcome.is_closed(), "got {outcome:?}");
 }
+
+/// Sets the live mix through the control API at `http`.
+fn set_mix(http: std::net::SocketAddr, mix: &str) {
+    let body = format!(r#"{{"name": "{mix}"}}"#);
+    let request = format!(
+        "PUT /behavior HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = within(Duration::from_secs(10), "control API answer", move || {
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        raw
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// A proxy with the control API whose mix is `100:delay` of 1 s, and the API's address.
+fn delaying_proxy_with_api(backend: &Backend) -> (Vaurien, std::net::SocketAddr) {
+    let proxy = Vaurien::start(&[
+        "--log-level",
+        "debug",
+        "--http",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--behavior",
+        "100:delay",
+        "--behavior-delay-sleep",
+        "1",
+        "--backend",
+        &backend.arg(),
+    ]);
+    let http = proxy
+        .ready_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .and_then(|a| a.parse().ok())
+        .expect("the control API address");
+    (proxy, http)
+}
+
+/// Sends "first|" through `proxy` and waits until it sits in the delay line.
+fn first_chunk_delayed(proxy: &Vaurien) -> std::net::TcpStream {
+    let mut client = proxy.connect();
+    client.write_all(b"first|").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy.log().contains("delay 1s") {
+        assert!(
+            Instant::now() < deadline,
+            "the first chunk was never delayed"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    client
+}
+
+#[test]
+fn an_abort_waits_for_the_data_a_delay_holds_ahead_of_it() {
+    // "first|" waits 1 s in the delay line when the mix turns to abort: it still reaches the
+    // backend, ahead of the chunk that aborts, and only then is the connection cut.
+    let (tx, rx) = mpsc::channel();
+    let backend = Backend::recording(tx, None);
+    let (proxy, http) = delaying_proxy_with_api(&backend);
+    let mut client = first_chunk_delayed(&proxy);
+    set_mix(http, "100:abort");
+    client.write_all(b"second").unwrap();
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the backend connection was not closed");
+    assert_eq!(String::from_utf8_lossy(&got), "first|second");
+    let outcome = within(Duration::from_secs(10), "client closed", move || {
+        read_once(&mut client)
+    });
+    assert!(outcome.is_closed(), "{outcome:?}");
+}
+
+#[test]
+fn a_hang_waits_for_the_data_a_delay_holds_ahead_of_it() {
+    // "first|" waits in the delay line when the mix turns to hang: it reaches the backend,
+    // which is then dropped, and the client is kept waiting, not closed.
+    let (tx, rx) = mpsc::channel();
+    let backend = Backend::recording(tx, None);
+    let (proxy, http) = delaying_proxy_with_api(&backend);
+    let mut client = first_chunk_delayed(&proxy);
+    set_mix(http, "100:hang");
+    client.write_all(b"second").unwrap();
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the backend connection was not closed");
+    assert_eq!(String::from_utf8_lossy(&got), "first|");
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let outcome = within(Duration::from_secs(10), "client kept waiting", move || {
+        read_once(&mut client)
+    });
+    assert_eq!(outcome, ReadOutcome::TimedOut);
+}

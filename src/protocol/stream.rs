@@ -19,7 +19,9 @@
 //! Latency is applied by a delay line: a chunk read at t is written at t + delay by a writer
 //! fed through a bounded channel, so a burst is delayed once, order is kept, and memory per
 //! direction is bounded (the reader blocks when the line is full). Once a direction had a
-//! delay its later chunks go through the same line, behind the delayed ones.
+//! delay its later chunks go through the same line, behind the delayed ones, and so does
+//! the end a behavior gives the connection (close, abort, hang): it takes effect once the
+//! data ahead of it is written, as it would on a slow network.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -53,7 +55,7 @@ pub(crate) struct Link {
     hanging: AtomicBool,
     /// Set by `close_all`: delay lines drop what they hold instead of waiting for it.
     closed: AtomicBool,
-    /// Chunks waiting in delay lines: data in flight, so the link is not idle.
+    /// Chunks (and ends) waiting in delay lines: data in flight, so the link is not idle.
     delayed_chunks: AtomicUsize,
     /// Milliseconds since `born` of the last data either way.
     last_activity: AtomicU64,
@@ -171,23 +173,58 @@ pub(crate) fn serve(link: Arc<Link>, ctx: &Arc<Context>) {
     pump(&link, Direction::ToBackend, sub, rng, ctx);
 }
 
+/// What a delay line holds.
+enum Held {
+    /// Data to write.
+    Chunk(Vec<u8>),
+    /// The end a behavior chose for the link, behind the data read before it.
+    End(Ending),
+}
+
+/// How a behavior ends a link.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// `close_by_behavior`: close, or hang with `--stay-connected`.
+    Close,
+    /// Drop the backend and keep the client waiting.
+    Hang,
+    /// The request went to the backend; drop the backend before it answers and close.
+    Abort,
+}
+
+impl Ending {
+    fn apply(self, link: &Link) {
+        match self {
+            Ending::Close => link.close_by_behavior(),
+            Ending::Hang => link.hang(),
+            Ending::Abort => {
+                // From here on the `ToClient` pump drops what the backend answers, so no
+                // response slips through before the client is closed.
+                link.hanging.store(true, Ordering::Relaxed);
+                let _ = link.backend.shutdown(Shutdown::Both);
+                link.close_by_behavior();
+            }
+        }
+    }
+}
+
 /// Writes chunks at their due time, in order, on a worker of its own.
 struct DelayLine {
-    tx: Sender<(Instant, Vec<u8>)>,
+    tx: Sender<(Instant, Held)>,
 }
 
 impl DelayLine {
     fn start(link: &Arc<Link>, dir: Direction, ctx: &Context) -> io::Result<DelayLine> {
         // Every chunk owns a buffer of `bufsize` bytes.
         let chunks = (DELAY_LINE_BYTES / ctx.buffers.size()).max(2);
-        let (tx, rx) = bounded::<(Instant, Vec<u8>)>(chunks);
+        let (tx, rx) = bounded::<(Instant, Held)>(chunks);
         let link = link.clone();
         let stats = ctx.stats.clone();
         let buffers = ctx.buffers.clone();
         ctx.workers.execute(Box::new(move || {
             let (_, dst) = link.sides(dir);
             let mut dst = dst;
-            for (due, data) in rx {
+            for (due, held) in rx {
                 // Wait for the due time, unless the link closes meanwhile: a closed link
                 // must not be kept alive (its permit held) by the data it can no longer send.
                 loop {
@@ -200,6 +237,19 @@ impl DelayLine {
                     }
                     std::thread::sleep((due - now).min(CLOSED_POLL));
                 }
+                let data = match held {
+                    Held::Chunk(data) => data,
+                    Held::End(ending) => {
+                        link.delayed_chunks.fetch_sub(1, Ordering::Relaxed);
+                        log::debug!("#{} {}: {ending:?}, delayed", link.id, dir.as_str());
+                        ending.apply(&link);
+                        match ending {
+                            // The reader drops what follows and ends when the client leaves.
+                            Ending::Hang => continue,
+                            Ending::Close | Ending::Abort => return,
+                        }
+                    }
+                };
                 let written = dst.write_all(&data);
                 link.delayed_chunks.fetch_sub(1, Ordering::Relaxed);
                 link.touch();
@@ -211,9 +261,12 @@ impl DelayLine {
                 stats.add_bytes(dir, data.len());
                 buffers.give(data);
             }
-            // The reader saw end of stream (or gave up): pass the half-close on.
+            // The reader saw end of stream (or gave up): pass the half-close on, unless the
+            // link hangs: then a client that left ends it.
             if !link.hanging.load(Ordering::Relaxed) {
                 let _ = dst.shutdown(Shutdown::Write);
+            } else if dir == Direction::ToBackend {
+                link.close_all();
             }
         }))?;
         Ok(DelayLine { tx })
@@ -402,6 +455,8 @@ fn pump(
     let bufsize = ctx.buffers.size();
     let mut held: Option<Vec<u8>> = None;
     let mut line: Option<DelayLine> = None;
+    // A hang waiting in the delay line behind earlier chunks: what follows is dropped already.
+    let mut hung = false;
     let tag = dir.as_str();
     #[cfg(target_os = "linux")]
     let mut pipe: Option<crate::splice::Pipe> = None;
@@ -450,7 +505,7 @@ fn pump(
         };
         let read_at = Instant::now();
         link.touch();
-        if link.hanging.load(Ordering::Relaxed) {
+        if hung || link.hanging.load(Ordering::Relaxed) {
             continue; // hang: what the client sends is dropped
         }
         let live = sub.live();
@@ -493,6 +548,37 @@ fn pump(
                 entry.name
             );
         }
+        let ending = match verdict {
+            Verdict::Hang => Some(Ending::Hang),
+            Verdict::Abort if dir == Direction::ToBackend => Some(Ending::Abort),
+            Verdict::Fail if dir == Direction::ToClient => None,
+            Verdict::Fail | Verdict::Close | Verdict::Abort => Some(Ending::Close),
+            Verdict::Forward => None,
+        };
+        if let (Some(ending), Some(l)) = (ending, line.as_ref()) {
+            // Data read before this call waits in the delay line: the end goes behind it.
+            let due = read_at + delay;
+            let mut queued = true;
+            if let (Ending::Abort, Some(chunk)) = (ending, held.take()) {
+                link.delayed_chunks.fetch_add(1, Ordering::Relaxed);
+                queued = l.tx.send((due, Held::Chunk(chunk))).is_ok();
+            }
+            link.delayed_chunks.fetch_add(1, Ordering::Relaxed);
+            if !queued || l.tx.send((due, Held::End(ending))).is_err() {
+                return; // the writer failed and closed the link
+            }
+            match ending {
+                Ending::Hang if dir == Direction::ToBackend => {
+                    hung = true;
+                    if let Some(buf) = held.take() {
+                        ctx.buffers.give(buf);
+                    }
+                    continue;
+                }
+                // The writer ends the link once it has written what is ahead.
+                _ => return,
+            }
+        }
         match verdict {
             Verdict::Forward => {}
             Verdict::Fail if dir == Direction::ToClient => {
@@ -509,12 +595,8 @@ fn pump(
                 continue;
             }
             Verdict::Abort if dir == Direction::ToBackend => {
-                // From here on the `ToClient` pump drops what the backend answers, so no
-                // response slips through before the client is closed.
-                link.hanging.store(true, Ordering::Relaxed);
                 let _ = dst.write_all(buf);
-                let _ = link.backend.shutdown(Shutdown::Both);
-                link.close_by_behavior();
+                Ending::Abort.apply(link);
                 return;
             }
             Verdict::Fail | Verdict::Close | Verdict::Abort => {
@@ -549,7 +631,7 @@ fn pump(
             link.delayed_chunks.fetch_add(1, Ordering::Relaxed);
             if line
                 .as_ref()
-                .is_some_and(|l| l.tx.send((read_at + delay, chunk)).is_err())
+                .is_some_and(|l| l.tx.send((read_at + delay, Held::Chunk(chunk))).is_err())
             {
                 return; // the writer failed and closed the link
             }
