@@ -401,19 +401,14 @@ fn sigterm_with_delayed_data_in_flight_exits_within_one_second() {
 
 /// Sets the live mix through the control API at `http`.
 fn set_mix(http: std::net::SocketAddr, mix: &str) {
-    let body = format!(r#"{{"name": "{mix}"}}"#);
-    let request = format!(
-        "PUT /behavior HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let (status, answer) = api(
+        http,
+        "PUT",
+        "/behavior",
+        &format!(r#"{{"name": "{mix}"}}"#),
+        "",
     );
-    let answer = within(Duration::from_secs(10), "control API answer", move || {
-        let mut s = std::net::TcpStream::connect(http).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        raw
-    });
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// A proxy with the control API whose mix is `100:delay` of 1 s, and the API's address.
@@ -433,12 +428,7 @@ fn delaying_proxy_with_api(backend: &Backend) -> (Vaurien, std::net::SocketAddr)
         "--backend",
         &backend.arg(),
     ]);
-    let http = proxy
-        .ready_line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .and_then(|a| a.parse().ok())
-        .expect("the control API address");
+    let http = proxy.http_addr();
     (proxy, http)
 }
 

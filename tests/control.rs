@@ -15,40 +15,8 @@ fn with_api(extra: &[&str]) -> (Vaurien, SocketAddr) {
     let mut args = vec!["--http", "--http-host", "127.0.0.1", "--http-port", "0"];
     args.extend_from_slice(extra);
     let v = Vaurien::start(&args);
-    let http = v
-        .ready_line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .unwrap_or_else(|| panic!("no http= in {:?}", v.ready_line))
-        .parse()
-        .unwrap();
+    let http = v.http_addr();
     (v, http)
-}
-
-/// A raw HTTP exchange with the API (no Content-Type, as the original's client sends).
-fn api(
-    http: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-    extra_headers: &str,
-) -> (u16, serde_json::Value) {
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
-        body.len()
-    );
-    within(Duration::from_secs(10), "control API answer", move || {
-        let mut s = TcpStream::connect(http).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (
-            status,
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        )
-    })
 }
 
 fn ctl(http: SocketAddr, args: &[&str]) -> (i32, String, String) {

@@ -623,12 +623,7 @@ fn error_behavior_answers_err_and_the_connection_goes_on() {
         "100:error",
         &["--http", "--http-host", "127.0.0.1", "--http-port", "0"],
     );
-    let api = proxy
-        .ready_line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .unwrap_or_else(|| panic!("no http= in {:?}", proxy.ready_line))
-        .to_string();
+    let api = proxy.http_addr().to_string();
 
     // redis-cli shows the error reply.
     let out = redis_cli(proxy.addr.port(), &["--no-raw"], "SET k v\nGET k\n");

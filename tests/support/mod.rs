@@ -136,6 +136,15 @@ impl Vaurien {
         }
     }
 
+    /// The control API's address, from the ready line of a proxy started with `--http`.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.ready_line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no http= address in {:?}", self.ready_line))
+    }
+
     /// Connects a client to the proxy.
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(self.addr).expect("connect to vaurien");
@@ -320,6 +329,32 @@ pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut out = vec![0u8; n];
     fastrand::Rng::with_seed(seed).fill(&mut out);
     out
+}
+
+/// A raw HTTP exchange with the API (no Content-Type, as the original's client sends).
+pub fn api(
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    extra_headers: &str,
+) -> (u16, serde_json::Value) {
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
+        body.len()
+    );
+    within(Duration::from_secs(10), "control API answer", move || {
+        let mut s = TcpStream::connect(http).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    })
 }
 
 impl Backend {
