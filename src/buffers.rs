@@ -10,21 +10,43 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 /// Buffers kept for reuse at most; more are freed when given back.
 const KEPT: usize = 256;
 
+/// At most `kept` things (buffers, pipes) put aside for reuse, shared by every connection.
+#[derive(Debug)]
+pub(crate) struct Stock<T> {
+    tx: Sender<T>,
+    rx: Receiver<T>,
+}
+
+impl<T> Stock<T> {
+    /// An empty stock that keeps `kept` things at most.
+    pub(crate) fn new(kept: usize) -> Stock<T> {
+        let (tx, rx) = bounded(kept);
+        Stock { tx, rx }
+    }
+
+    /// One thing from the stock, if it has any.
+    pub(crate) fn take(&self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Puts a thing back; it is dropped when the stock is full.
+    pub(crate) fn give(&self, thing: T) {
+        let _ = self.tx.try_send(thing);
+    }
+}
+
 /// A bounded stock of read buffers of one size.
 #[derive(Debug)]
 pub struct Buffers {
-    tx: Sender<Vec<u8>>,
-    rx: Receiver<Vec<u8>>,
+    stock: Stock<Vec<u8>>,
     size: usize,
 }
 
 impl Buffers {
     /// A stock of buffers of `size` bytes.
     pub fn new(size: usize) -> Buffers {
-        let (tx, rx) = bounded(KEPT);
         Buffers {
-            tx,
-            rx,
+            stock: Stock::new(KEPT),
             size: size.max(1),
         }
     }
@@ -36,7 +58,7 @@ impl Buffers {
 
     /// A buffer of `size` zeroed-or-reused bytes: from the stock, or a new one.
     pub fn take(&self) -> Vec<u8> {
-        self.rx.try_recv().unwrap_or_else(|_| vec![0; self.size])
+        self.stock.take().unwrap_or_else(|| vec![0; self.size])
     }
 
     /// Gives a buffer back; it is kept when the stock has room.
@@ -46,7 +68,7 @@ impl Buffers {
         }
         // Full-length buffers (the common case) need no resize, so no memset.
         buf.resize(self.size, 0);
-        let _ = self.tx.try_send(buf);
+        self.stock.give(buf);
     }
 }
 
@@ -72,6 +94,6 @@ mod tests {
         for _ in 0..KEPT + 10 {
             buffers.give(vec![0; 16]);
         }
-        assert_eq!(buffers.rx.len(), KEPT);
+        assert_eq!(buffers.stock.rx.len(), KEPT);
     }
 }

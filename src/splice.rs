@@ -10,7 +10,7 @@ use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crate::buffers::Stock;
 
 /// Pipes kept for reuse at most (two file descriptors each, within the 128 spare ones
 /// `Proxy::bind` asks the open-files limit for).
@@ -101,29 +101,26 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// A bounded stock of empty pipes.
 #[derive(Debug)]
 pub struct Pipes {
-    tx: Sender<Pipe>,
-    rx: Receiver<Pipe>,
+    stock: Stock<Pipe>,
 }
 
 impl Default for Pipes {
     fn default() -> Pipes {
-        let (tx, rx) = bounded(KEPT);
-        Pipes { tx, rx }
+        Pipes {
+            stock: Stock::new(KEPT),
+        }
     }
 }
 
 impl Pipes {
     /// An empty pipe: from the stock, or a new one (an error when out of descriptors).
     pub fn take(&self) -> io::Result<Pipe> {
-        match self.rx.try_recv() {
-            Ok(pipe) => Ok(pipe),
-            Err(_) => Pipe::new(),
-        }
+        self.stock.take().map_or_else(Pipe::new, Ok)
     }
 
     /// Gives back a pipe that is empty; kept when the stock has room.
     pub fn give(&self, pipe: Pipe) {
-        let _ = self.tx.try_send(pipe);
+        self.stock.give(pipe);
     }
 }
 
