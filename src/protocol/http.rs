@@ -19,7 +19,7 @@
 //! byte tunnel. Chunked bodies are copied as they arrive, size lines, extensions and trailers
 //! included, with memory bounded by the chunk-size line limit.
 
-use super::parse::{cut_short, invalid};
+use super::parse::{cut_short, invalid, trim_eol};
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
@@ -164,12 +164,6 @@ fn size_text(n: usize) -> String {
     } else {
         format!("{n} bytes")
     }
-}
-
-/// `line` without its `\n` or `\r\n`.
-fn trim_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {

@@ -43,7 +43,7 @@
 //! that fails gets the error line at once (quiet mode always reports errors), ahead of the
 //! replies of its batch that the backend still holds.
 
-use super::parse::{cut_short, invalid, more_input, show};
+use super::parse::{cut_short, invalid, more_input, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -149,12 +149,6 @@ enum Step {
     Done,
     /// A data block of `len` bytes (and CRLF) follows; the reply ends after it when `last`.
     Block { len: u64, last: bool },
-}
-
-/// A line without its LF or CRLF.
-fn trim(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Appends to `out` the rest of a line ended by LF, so that the line (from `start`) is at most
@@ -608,7 +602,7 @@ fn reply_head(
         }
         let start = head.len();
         read_reply_line(r, head)?;
-        match reply_step(shape, trim(&head[start..]))? {
+        match reply_step(shape, trim_eol(&head[start..]))? {
             Step::Done => return Ok(None),
             Step::More => {}
             Step::Block { len, last } => {
@@ -641,7 +635,7 @@ fn copy_rest(mut pending: Pending, from: &mut dyn BufRead, to: &mut dyn Write) -
         line.clear();
         read_reply_line(from, &mut line)?;
         to.write_all(&line)?;
-        match reply_step(shape, trim(&line))? {
+        match reply_step(shape, trim_eol(&line))? {
             Step::Done => return Ok(()),
             Step::More => pending.block = 0,
             Step::Block { len, last } => {
@@ -689,7 +683,7 @@ impl Framing for MemcacheSession {
                 show(&head[start..])
             )));
         }
-        let cmd = parse_command(trim(&head[start..]))?;
+        let cmd = parse_command(trim_eol(&head[start..]))?;
         let mut body = Body::None;
         if let Some(len) = cmd.block {
             if len > STREAM_BLOCK {
@@ -791,6 +785,7 @@ impl Framing for MemcacheSession {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
     use crate::opts::Values;
     use crate::settings::HostPort;
@@ -836,20 +831,7 @@ mod tests {
         assert_eq!(head, reply);
     }
 
-    /// A request, the bytes forwarded for it and the input left after it.
-    type Parsed = io::Result<Option<(Request, Vec<u8>, Vec<u8>)>>;
-
-    /// Reads one request from `input` as the driver does (head, then body).
-    fn request_in(s: &mut MemcacheSession, input: &[u8]) -> Parsed {
-        let mut r = input;
-        let mut head = Vec::new();
-        let Some(req) = s.read_request(&mut r, &mut head)? else {
-            return Ok(None);
-        };
-        s.copy_body(req.body, &mut r, &mut head)?;
-        Ok(Some((req, head, r.to_vec())))
-    }
-
+    /// Reads one request from `input` on a new session.
     fn request(input: &[u8]) -> Parsed {
         request_in(&mut MemcacheSession::default(), input)
     }
@@ -860,20 +842,6 @@ mod tests {
         assert_eq!(fwd, input);
         assert!(rest.is_empty(), "left {:?}", show(&rest));
         req
-    }
-
-    /// Reads the reply to `req` from `input`; returns the response, the bytes forwarded and
-    /// the input left.
-    fn reply_in(
-        s: &mut MemcacheSession,
-        req: &Request,
-        input: &[u8],
-    ) -> io::Result<(Response, Vec<u8>, Vec<u8>)> {
-        let mut r = input;
-        let mut head = Vec::new();
-        let resp = s.read_response(req, &mut r, &mut head)?;
-        s.copy_body(resp.body, &mut r, &mut head)?;
-        Ok((resp, head, r.to_vec()))
     }
 
     /// The reply to the command line `cmd` read from `input`: bytes forwarded, input left.
@@ -891,10 +859,6 @@ mod tests {
         let (fwd, rest) = reply(cmd, &all).unwrap();
         assert_eq!(show(&fwd), show(input));
         assert_eq!(rest, next);
-    }
-
-    fn kind(r: io::Result<impl std::fmt::Debug>) -> io::ErrorKind {
-        r.expect_err("expected an error").kind()
     }
 
     #[test]

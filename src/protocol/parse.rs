@@ -1,5 +1,5 @@
 //! Small pieces every protocol parser uses: its error kinds, how bytes appear in a message,
-//! and whether input is waiting.
+//! line ends, and whether input is waiting; and the helpers their tests share.
 
 use std::io::{self, BufRead};
 
@@ -27,14 +27,66 @@ pub(crate) fn show(bytes: &[u8]) -> String {
     s
 }
 
-/// Whether input is waiting; `false` at end of input.
-pub(crate) fn more_input(r: &mut dyn BufRead) -> io::Result<bool> {
+/// `line` without its `\n` or `\r\n`.
+pub(crate) fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The first byte waiting in `r`, `None` at end of input.
+pub(crate) fn peek(r: &mut dyn BufRead) -> io::Result<Option<u8>> {
     loop {
         match r.fill_buf() {
-            Ok(buf) => return Ok(!buf.is_empty()),
+            Ok(buf) => return Ok(buf.first().copied()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Whether input is waiting; `false` at end of input.
+pub(crate) fn more_input(r: &mut dyn BufRead) -> io::Result<bool> {
+    Ok(peek(r)?.is_some())
+}
+
+/// Test helpers shared by the framed protocols' tests: a request or a reply read as the
+/// driver reads it.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::protocol::{Framing, Request, Response};
+    use std::io;
+
+    /// A request, the bytes forwarded for it and the input left after it.
+    pub(crate) type Parsed = io::Result<Option<(Request, Vec<u8>, Vec<u8>)>>;
+
+    /// Reads one request from `input` on session `s` as the driver does (head, then body).
+    pub(crate) fn request_in(s: &mut dyn Framing, input: &[u8]) -> Parsed {
+        let mut r = input;
+        let mut head = Vec::new();
+        let Some(req) = s.read_request(&mut r, &mut head)? else {
+            return Ok(None);
+        };
+        s.copy_body(req.body, &mut r, &mut head)?;
+        Ok(Some((req, head, r.to_vec())))
+    }
+
+    /// Reads the reply to `req` from `input` on session `s` as the driver does (head, then
+    /// body); returns the response, the bytes forwarded and the input left.
+    pub(crate) fn reply_in(
+        s: &mut dyn Framing,
+        req: &Request,
+        input: &[u8],
+    ) -> io::Result<(Response, Vec<u8>, Vec<u8>)> {
+        let mut r = input;
+        let mut head = Vec::new();
+        let resp = s.read_response(req, &mut r, &mut head)?;
+        s.copy_body(resp.body, &mut r, &mut head)?;
+        Ok((resp, head, r.to_vec()))
+    }
+
+    /// The kind of the error `r` must be.
+    pub(crate) fn kind(r: io::Result<impl std::fmt::Debug>) -> io::ErrorKind {
+        r.expect_err("expected an error").kind()
     }
 }
 
@@ -48,5 +100,11 @@ mod tests {
         assert_eq!(show(&[b'x'; 50]), format!("{}...", "x".repeat(40)));
         assert!(!more_input(&mut &b""[..]).unwrap());
         assert!(more_input(&mut &b"a"[..]).unwrap());
+        assert_eq!(peek(&mut &b"ab"[..]).unwrap(), Some(b'a'));
+        assert_eq!(peek(&mut &b""[..]).unwrap(), None);
+        assert_eq!(trim_eol(b"a\r\n"), b"a");
+        assert_eq!(trim_eol(b"a\n"), b"a");
+        assert_eq!(trim_eol(b"a\r"), b"a");
+        assert_eq!(trim_eol(b"a"), b"a");
     }
 }

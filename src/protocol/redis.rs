@@ -26,7 +26,7 @@
 //! the connection into a byte tunnel. `QUIT` closes the connection after its `+OK`. The `error`
 //! behavior answers `-ERR vaurien: ...` and the connection stays usable.
 
-use super::parse::{cut_short, invalid, show};
+use super::parse::{cut_short, invalid, peek, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -145,17 +145,6 @@ enum Len {
     Null,
     Streamed,
     N(u64),
-}
-
-/// The first byte waiting in `r`, `None` at end of input.
-fn peek(r: &mut dyn BufRead) -> io::Result<Option<u8>> {
-    loop {
-        match r.fill_buf() {
-            Ok(buf) => return Ok(buf.first().copied()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Reads one line ended by LF (`crlf`: by CRLF) into `out`, at most [`MAX_LINE`] bytes.
@@ -605,8 +594,7 @@ impl Framing for RedisSession {
             };
             if first != b'*' {
                 read_line(client, head, false, "inline command")?;
-                let line = head[start..].strip_suffix(b"\n").unwrap_or_default();
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let line = trim_eol(&head[start..]);
                 let args = split_args(line).ok_or_else(|| {
                     invalid(format!(
                         "unbalanced quotes in inline command {:?}",
@@ -699,13 +687,11 @@ impl Framing for RedisSession {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
     use crate::opts::Values;
     use crate::settings::HostPort;
     use std::io::BufReader;
-
-    /// A request read, the bytes forwarded for it, the input left.
-    type Forwarded = (Request, Vec<u8>, Vec<u8>);
 
     #[test]
     fn a_call_allocates_nothing_once_the_session_is_warm() {
@@ -727,26 +713,15 @@ mod tests {
         assert_eq!(warm, 0, "allocations in 100 GET calls");
     }
 
-    /// Reads one request from `input` as the driver does (head, then body).
-    fn request(input: &[u8]) -> io::Result<Option<Forwarded>> {
-        let mut s = RedisSession::default();
-        let mut r = input;
-        let mut head = Vec::new();
-        let Some(req) = s.read_request(&mut r, &mut head)? else {
-            return Ok(None);
-        };
-        s.copy_body(req.body, &mut r, &mut head)?;
-        Ok(Some((req, head, r.to_vec())))
+    /// Reads one request from `input` on a new session, as the driver does (head, then body).
+    fn request(input: &[u8]) -> Parsed {
+        request_in(&mut RedisSession::default(), input)
     }
 
     /// Reads one reply from `input`; returns the bytes forwarded and the input left.
     fn reply(input: &[u8]) -> io::Result<(Vec<u8>, Vec<u8>)> {
-        let mut s = RedisSession::default();
-        let mut r = input;
-        let mut head = Vec::new();
-        let resp = s.read_response(&Request::default(), &mut r, &mut head)?;
-        s.copy_body(resp.body, &mut r, &mut head)?;
-        Ok((head, r.to_vec()))
+        reply_in(&mut RedisSession::default(), &Request::default(), input)
+            .map(|(_, fwd, rest)| (fwd, rest))
     }
 
     /// The same through a reader that hands out one byte at a time.
@@ -773,16 +748,9 @@ mod tests {
         assert_eq!(reply_bytewise(msg).unwrap(), msg, "{}", show(msg));
     }
 
-    fn kind_of<T>(r: io::Result<T>) -> io::ErrorKind {
-        match r {
-            Ok(_) => panic!("expected an error"),
-            Err(e) => e.kind(),
-        }
-    }
-
     fn bad_reply(msg: &[u8]) {
         assert_eq!(
-            kind_of(reply(msg)),
+            kind(reply(msg)),
             io::ErrorKind::InvalidData,
             "{}",
             show(msg)
@@ -791,7 +759,7 @@ mod tests {
 
     fn truncated_reply(msg: &[u8]) {
         assert_eq!(
-            kind_of(reply(msg)),
+            kind(reply(msg)),
             io::ErrorKind::UnexpectedEof,
             "{}",
             show(msg)
@@ -1119,12 +1087,12 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
         assert!(split_args(b"'abc").is_none());
         assert!(split_args(b"\"a\"b").is_none());
         assert_eq!(
-            kind_of(request(b"set k \"unbalanced\r\n")),
+            kind(request(b"set k \"unbalanced\r\n")),
             io::ErrorKind::InvalidData
         );
         let mut long = vec![b'a'; MAX_LINE + 1];
         long.push(b'\n');
-        assert_eq!(kind_of(request(&long)), io::ErrorKind::InvalidData);
+        assert_eq!(kind(request(&long)), io::ErrorKind::InvalidData);
     }
 
     #[test]
@@ -1172,7 +1140,7 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
 
     #[test]
     fn malformed_and_truncated_commands() {
-        for (cmd, kind) in [
+        for (cmd, want) in [
             (
                 &b"*2\r\n$3\r\nGET\r\n:1\r\n"[..],
                 io::ErrorKind::InvalidData,
@@ -1192,7 +1160,7 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
             (b"*1", io::ErrorKind::UnexpectedEof),
             (b"PING", io::ErrorKind::UnexpectedEof),
         ] {
-            assert_eq!(kind_of(request(cmd)), kind, "{}", show(cmd));
+            assert_eq!(kind(request(cmd)), want, "{}", show(cmd));
         }
         assert!(request(b"").unwrap().is_none());
     }

@@ -27,7 +27,7 @@
 //! When one of these fails, the client gets the 451 and the connection is closed; the backend
 //! sees its connection close mid-exchange and delivers nothing.
 
-use super::parse::{cut_short, invalid, more_input, show};
+use super::parse::{cut_short, invalid, more_input, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read};
 
@@ -108,12 +108,6 @@ fn read_line(r: &mut dyn BufRead, out: &mut Vec<u8>, limit: usize, what: &str) -
     }))
 }
 
-/// A line without its LF or CRLF.
-fn trim(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
 /// Refuses control characters (but tab) in a line.
 fn check_text(line: &[u8], what: &str) -> io::Result<()> {
     match line
@@ -191,7 +185,7 @@ impl Framing for SmtpSession {
         }
         let start = head.len();
         read_line(client, head, MAX_COMMAND, "a command line")?;
-        let line = trim(&head[start..]);
+        let line = trim_eol(&head[start..]);
         check_text(line, "a command line")?;
         if next == Next::AuthLine {
             return Ok(Some(Request {
@@ -251,7 +245,7 @@ impl Framing for SmtpSession {
             let start = head.len();
             read_line(backend, head, MAX_REPLY_LINE, "a reply line")?;
             lines += 1;
-            let line = trim(&head[start..]);
+            let line = trim_eol(&head[start..]);
             let code_ok = line.len() >= 3
                 && (b'2'..=b'5').contains(&line[0])
                 && line[1..3].iter().all(u8::is_ascii_digit);
@@ -294,38 +288,14 @@ impl Framing for SmtpSession {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
     use crate::opts::Values;
     use crate::settings::HostPort;
 
-    /// A request, the bytes forwarded for it and the input left after it.
-    type Parsed = io::Result<Option<(Request, Vec<u8>, Vec<u8>)>>;
-
-    /// Reads one request as the driver does (head, then body).
-    fn request_in(s: &mut SmtpSession, input: &[u8]) -> Parsed {
-        let mut r = input;
-        let mut head = Vec::new();
-        let Some(req) = s.read_request(&mut r, &mut head)? else {
-            return Ok(None);
-        };
-        s.copy_body(req.body, &mut r, &mut head)?;
-        Ok(Some((req, head, r.to_vec())))
-    }
-
+    /// Reads one request from `input` on a new session.
     fn request(input: &[u8]) -> Parsed {
         request_in(&mut SmtpSession::default(), input)
-    }
-
-    /// Reads the reply to `req`: the response, the bytes forwarded and the input left.
-    fn reply_in(
-        s: &mut SmtpSession,
-        req: &Request,
-        input: &[u8],
-    ) -> io::Result<(Response, Vec<u8>, Vec<u8>)> {
-        let mut r = input;
-        let mut head = Vec::new();
-        let resp = s.read_response(req, &mut r, &mut head)?;
-        Ok((resp, head, r.to_vec()))
     }
 
     /// One command and its reply on session `s`; the reply must be all of `answer`.
@@ -337,10 +307,6 @@ mod tests {
         assert_eq!(fwd, answer);
         assert!(rest.is_empty());
         (req, resp)
-    }
-
-    fn kind(r: io::Result<impl std::fmt::Debug>) -> io::ErrorKind {
-        r.expect_err("expected an error").kind()
     }
 
     #[test]
