@@ -6,11 +6,12 @@
 //! `apt-get install nginx curl`).
 //!
 //! The module shares one private nginx, started by the first test that needs it: a config
-//! generated under the temp dir (`vaurien-nginx-PID`: `daemon off`, `master_process off`, its
-//! pid file, logs and temp paths in that directory) serves a 10 MiB file and 100 small ones on
-//! 127.0.0.1 and a free port. It is ready when it accepts a connection (retried against a
-//! deadline inside `within`, never a fixed sleep). Its access log records, for every request,
-//! the nginx connection number and the request's rank on it, which shows keep-alive at work.
+//! generated under the temp dir (`vaurien-nginx-PID-N`: `daemon off`, `master_process off`,
+//! its pid file, logs and temp paths in that directory) serves a 10 MiB file and 100 small
+//! ones on 127.0.0.1 and a free port. It is ready when it accepts a connection (retried
+//! against a deadline inside `within`, never a fixed sleep). Its access log records, for every
+//! request, the nginx connection number and the request's rank on it, which shows keep-alive
+//! at work.
 //!
 //! Clean-up: an `atexit` handler sends nginx SIGTERM by its pid (SIGKILL after 10 s) and
 //! removes the directory; nginx also gets SIGTERM through `PR_SET_PDEATHSIG` if the test binary
@@ -19,15 +20,12 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-#[cfg(target_os = "linux")]
-use std::os::unix::process::CommandExt;
-use std::panic::catch_unwind;
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -38,109 +36,21 @@ const SMALL: usize = 100;
 
 /// The private nginx of this module.
 struct Nginx {
-    port: u16,
     /// Config, document root, logs and pid file live here; removed when nginx stops.
     dir: PathBuf,
-    /// Taken by [`Nginx::stop`].
-    child: Mutex<Option<Child>>,
+    /// Its port; stopped (SIGTERM, SIGKILL after 10 s) when the test binary exits.
+    process: ServerProcess,
 }
 
 static SERVER: OnceLock<Result<Nginx, String>> = OnceLock::new();
 
 /// The module's nginx, started on first use; panics (fails the test) if it cannot start.
 fn nginx() -> &'static Nginx {
-    let started = SERVER.get_or_init(|| {
-        catch_unwind(start_nginx).unwrap_or_else(|_| Err("starting nginx panicked".into()))
-    });
-    match started {
-        Ok(server) => server,
-        Err(e) => panic!("no nginx for the real-http tests: {e}"),
-    }
+    shared_server(&SERVER, "nginx", start_nginx)
 }
 
-/// Finds `name` in `PATH`, then in the sbin directories (`nginx` lives in `/usr/sbin`).
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(
-        ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
-            .iter()
-            .map(PathBuf::from),
-    );
-    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
-}
-
-fn tool(name: &str) -> Result<PathBuf, String> {
-    find_tool(name).ok_or_else(|| {
-        format!(
-            "{name} not found in PATH nor /usr/sbin: install it (make test-real needs the \
-             Debian packages nginx and curl, see .ci/run)"
-        )
-    })
-}
-
-fn need_tool(name: &str) -> PathBuf {
-    tool(name).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
-}
-
-/// Spawns `cmd` so that it gets SIGTERM when this process dies (the parent-death signal fires
-/// when the spawning thread exits, so the spawn happens on a thread that never returns).
-fn spawn_tied_to_this_process(mut cmd: Command) -> std::io::Result<Child> {
-    // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
-    #[cfg(target_os = "linux")]
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (tx, rx) = mpsc::channel();
-    thread::Builder::new()
-        .name("nginx-parent".into())
-        .spawn(move || {
-            let _ = tx.send(cmd.spawn());
-            loop {
-                thread::park();
-            }
-        })
-        .expect("spawn the nginx-parent thread");
-    rx.recv().expect("nginx-parent thread answers")
-}
-
-/// Removes `PREFIX-PID` directories of test runs that died without cleaning up.
-fn remove_stale_dirs(tmp: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(prefix))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-extern "C" fn stop_nginx_at_exit() {
-    if let Some(Ok(server)) = SERVER.get() {
-        server.stop();
-    }
-}
+/// What to install when a tool is missing.
+const INSTALL: &str = "the Debian packages nginx and curl";
 
 /// The content of the big file: pseudo-random, so that a shifted or dropped block shows.
 fn big_content() -> Vec<u8> {
@@ -184,12 +94,9 @@ fn config(dir: &Path, port: u16) -> String {
 /// Writes the document root and config, then starts nginx on a free port; retries with
 /// another port if the one picked was taken meanwhile.
 fn start_nginx() -> Result<Nginx, String> {
-    let bin = tool("nginx")?;
-    tool("curl")?;
-    let tmp = std::env::temp_dir();
-    remove_stale_dirs(&tmp, "vaurien-nginx-");
-    let dir = tmp.join(format!("vaurien-nginx-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let bin = need_tool(&["nginx"], INSTALL)?;
+    need_tool(&["curl"], INSTALL)?;
+    let dir = fresh_dir("vaurien-nginx")?;
     let www = dir.join("www");
     std::fs::create_dir_all(www.join("s")).map_err(|e| format!("create {}: {e}", www.display()))?;
     std::fs::create_dir_all(dir.join("tmp")).map_err(|e| format!("create tmp: {e}"))?;
@@ -198,14 +105,7 @@ fn start_nginx() -> Result<Nginx, String> {
         std::fs::write(www.join(format!("s/{i}.txt")), small_content(i))
             .map_err(|e| format!("small file: {e}"))?;
     }
-    // Registered before nginx exists so that no exit path can miss it; it does nothing until
-    // SERVER holds a running server.
-    // SAFETY: atexit(3) with a plain `extern "C" fn` that never unwinds.
-    unsafe { libc::atexit(stop_nginx_at_exit) };
-
-    let mut last_error = String::new();
-    for _attempt in 0..3 {
-        let port = free_port();
+    let started = on_a_free_port(|port| {
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, config(&dir, port)).map_err(|e| format!("write config: {e}"))?;
         let _ = std::fs::remove_file(dir.join("error.log"));
@@ -221,91 +121,33 @@ fn start_nginx() -> Result<Nginx, String> {
             .stderr(Stdio::null());
         let child =
             spawn_tied_to_this_process(cmd).map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-        let child = Mutex::new(Some(child));
-        let server = Nginx {
-            port,
-            dir: dir.clone(),
-            child,
-        };
+        let pid = child.id();
+        let process = ServerProcess::new(child, port, Duration::from_secs(10));
         // Ready when it accepts; gone if it exited (a port taken, a bad config).
-        let probe = ReadyProbe {
-            port,
-            pid: server.pid(),
-        };
-        let ready = within(
-            Duration::from_secs(30),
-            "nginx to accept connections",
-            move || probe.wait(Duration::from_secs(20)),
-        );
-        if ready {
-            return Ok(server);
+        let accepts = move || TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if wait_ready("nginx to accept connections", pid, accepts) {
+            return Ok(process);
         }
         let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-        server.kill_only();
-        last_error = format!("nginx did not start on port {port}; its error log:\n{log}");
-        if !log.contains("in use") {
-            break;
+        Err(format!(
+            "nginx did not start on port {port}; its error log:\n{log}"
+        ))
+    });
+    match started {
+        Ok(process) => Ok(Nginx {
+            dir: dir.clone(),
+            process: process.with_dir(dir).stop_at_exit(),
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
         }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Err(last_error)
-}
-
-/// Polls a fresh nginx: connects until it accepts, gives up if its process is gone.
-struct ReadyProbe {
-    port: u16,
-    pid: i32,
-}
-
-impl ReadyProbe {
-    fn wait(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut pause = Duration::from_millis(1);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            // SAFETY: kill(2) with signal 0 only checks that our child exists.
-            if unsafe { libc::kill(self.pid, 0) } != 0 {
-                return false;
-            }
-            // A zombie also answers kill(pid, 0): look at its state.
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid));
-            if stat.is_ok_and(|s| s.contains(") Z ")) {
-                return false;
-            }
-            thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-        false
     }
 }
 
 impl Nginx {
-    fn pid(&self) -> i32 {
-        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        child.as_ref().map_or(0, |c| c.id() as i32)
-    }
-
-    fn kill_only(&self) {
-        let taken = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut child) = taken {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM by pid, wait for the exit (SIGKILL after 10 s), remove the directory.
-    fn stop(&self) {
-        let taken = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut child) = taken {
-            stop_child(&mut child, Duration::from_secs(10));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-
     fn backend(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.process.addr()
     }
 
     /// The access log lines of requests whose target carries `?t=TAG` (tests share nginx).
@@ -319,86 +161,29 @@ impl Nginx {
     }
 }
 
-/// What one curl run gave.
-struct Curl {
-    out: Output,
-    took: Duration,
-}
-
-impl Curl {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.out.stdout).into_owned()
-    }
-    fn ok(self, what: &str) -> Curl {
-        assert!(
-            self.out.status.success(),
-            "{what}: curl failed ({}):\n{}",
-            self.out.status,
-            String::from_utf8_lossy(&self.out.stderr)
-        );
-        self
-    }
-}
-
 /// Runs `curl --silent --show-error ARGS`, the whole run bounded by 60 s.
-fn curl(args: &[&str]) -> Curl {
-    let bin = need_tool("curl");
-    let mut cmd = Command::new(bin);
+fn curl(args: &[&str]) -> Ran {
+    let mut cmd = Command::new(need_tool(&["curl"], INSTALL).unwrap_or_else(|e| panic!("{e}")));
     cmd.args(["--silent", "--show-error", "--max-time", "50"])
-        .args(args)
-        .stdin(Stdio::null());
-    within(Duration::from_secs(60), "curl to finish", move || {
-        let started = Instant::now();
-        let out = cmd.output().expect("run curl");
-        Curl {
-            out,
-            took: started.elapsed(),
-        }
-    })
+        .args(args);
+    run_tool(cmd, None, Duration::from_secs(60))
 }
 
+/// `vaurien --protocol http --backend BACKEND EXTRA...`.
 fn http_proxy(backend: &str, extra: &[&str]) -> Vaurien {
-    let mut args = vec!["--protocol", "http", "--backend", backend];
-    args.extend_from_slice(extra);
-    Vaurien::start(&args)
-}
-
-/// The proxy is still up, accepts, and logged no panic.
-fn assert_proxy_survived(proxy: &mut Vaurien, after: &str) {
-    assert!(
-        proxy.is_running(),
-        "vaurien exited after {after}; its log:\n{}",
-        proxy.log()
-    );
-    let conn = TcpStream::connect_timeout(&proxy.addr, Duration::from_secs(5));
-    assert!(
-        conn.is_ok(),
-        "vaurien refuses connections after {after}: {conn:?}"
-    );
-    let log = proxy.log();
-    assert!(
-        !log.contains("panicked") && !log.contains("ended on a bug"),
-        "vaurien logged a panic after {after}:\n{log}"
-    );
+    protocol_proxy("http", backend, extra)
 }
 
 static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
 
-extern "C" fn remove_scratch_at_exit() {
-    if let Some(dir) = SCRATCH.get() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
-
 /// A path for a file named `name` in this run's scratch directory, removed at exit.
 fn scratch(name: &str) -> PathBuf {
     let dir = SCRATCH.get_or_init(|| {
-        let tmp = std::env::temp_dir();
-        remove_stale_dirs(&tmp, "vaurien-http-test-");
-        let dir = tmp.join(format!("vaurien-http-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        // SAFETY: atexit(3) with a plain `extern "C" fn` that never unwinds.
-        unsafe { libc::atexit(remove_scratch_at_exit) };
+        let dir = fresh_dir("vaurien-http-test").expect("scratch dir");
+        let gone = dir.clone();
+        at_exit(move || {
+            let _ = std::fs::remove_dir_all(gone);
+        });
         dir
     });
     dir.join(name)
@@ -417,7 +202,10 @@ fn a_10_mib_file_arrives_intact_through_the_proxy() {
     let server = nginx();
     let proxy = http_proxy(&server.backend(), &[]);
     let want = big_content();
-    for (what, port) in [("direct", server.port), ("proxied", proxy.addr.port())] {
+    for (what, port) in [
+        ("direct", server.process.port),
+        ("proxied", proxy.addr.port()),
+    ] {
         let out = scratch(&format!("big-{what}.bin"));
         let url = format!("http://127.0.0.1:{port}/big.bin");
         let run = curl(&[
@@ -713,10 +501,11 @@ const CHUNKED_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
 
 /// A backend speaking HTTP/1.1 with keep-alive: `/chunked`, `/continue` (a `100` first),
 /// `/upload` (answers the body's length), `/upgrade` (a `101`, then echoes raw bytes). Every
-/// request it reads is reported on `tx`.
-fn test_server(tx: mpsc::Sender<Seen>) -> Backend {
+/// request it reads is reported on the receiver.
+fn test_server() -> (Backend, mpsc::Receiver<Seen>) {
+    let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
-    Backend::start(move |stream| {
+    let backend = Backend::start(move |stream| {
         let tx = tx.lock().unwrap().clone();
         let mut w = stream.try_clone().unwrap();
         let mut r = BufReader::new(stream);
@@ -765,18 +554,9 @@ fn test_server(tx: mpsc::Sender<Seen>) -> Backend {
                           Upgrade: echo\r\n\r\nwelcome\n",
                     );
                     // Raw echo from now on, bytes read ahead included.
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        match r.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if w.write_all(&buf[..n]).is_err() {
-                                    return;
-                                }
-                            }
-                        }
+                    if echo_until_eof(&mut r, &mut w) {
+                        let _ = w.shutdown(Shutdown::Write);
                     }
-                    let _ = w.shutdown(Shutdown::Write);
                     return;
                 }
                 _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
@@ -785,14 +565,14 @@ fn test_server(tx: mpsc::Sender<Seen>) -> Backend {
                 return;
             }
         }
-    })
+    });
+    (backend, rx)
 }
 
 #[test]
 #[ignore = "needs nginx and curl: make test-real"]
 fn chunked_responses_with_trailers_go_through_verbatim() {
-    let (tx, _rx) = mpsc::channel();
-    let backend = test_server(tx);
+    let (backend, _rx) = test_server();
     let proxy = http_proxy(&backend.arg(), &[]);
     // Byte for byte, trailers included, and the connection stays usable.
     let mut client = proxy.connect();
@@ -825,8 +605,7 @@ fn chunked_responses_with_trailers_go_through_verbatim() {
 #[test]
 #[ignore = "needs nginx and curl: make test-real"]
 fn interim_1xx_responses_reach_the_client() {
-    let (tx, _rx) = mpsc::channel();
-    let backend = test_server(tx);
+    let (backend, _rx) = test_server();
     let proxy = http_proxy(&backend.arg(), &[]);
     let url = format!("http://127.0.0.1:{}/continue", proxy.addr.port());
     let run =
@@ -855,8 +634,7 @@ fn interim_1xx_responses_reach_the_client() {
 #[test]
 #[ignore = "needs nginx and curl: make test-real"]
 fn expect_100_continue_uploads_are_not_held_back() {
-    let (tx, rx) = mpsc::channel();
-    let backend = test_server(tx);
+    let (backend, rx) = test_server();
     let proxy = http_proxy(&backend.arg(), &[]);
     let file = scratch("upload.bin");
     let data = random_bytes(99, 3 << 20);
@@ -864,62 +642,53 @@ fn expect_100_continue_uploads_are_not_held_back() {
     let upload = format!("@{}", file.display());
     let url = format!("http://127.0.0.1:{}/upload", proxy.addr.port());
     // The backend never sends 100 Continue; curl would wait 30 s for it unless the proxy
-    // answers at once.
-    let run = curl(&[
-        "-H",
-        "Expect: 100-continue",
-        "--expect100-timeout",
-        "30",
-        "--data-binary",
-        &upload,
-        "-w",
-        "\nCODE=%{http_code}",
-        &url,
-    ])
-    .ok("an upload with Expect: 100-continue");
-    assert_eq!(
-        run.stdout(),
-        format!("got {} bytes fnv {:x}\nCODE=200", data.len(), fnv(&data))
-    );
-    assert!(
-        run.took < Duration::from_secs(10),
-        "curl waited for 100 Continue: {:?}",
-        run.took
-    );
-    let seen = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!(seen.header("expect"), None, "Expect reached the backend");
-    assert_eq!(seen.body.len(), data.len());
-
-    // A chunked upload, with Expect too.
-    let run = curl(&[
-        "-H",
-        "Transfer-Encoding: chunked",
-        "-H",
-        "Expect: 100-continue",
-        "--expect100-timeout",
-        "30",
-        "--data-binary",
-        &upload,
-        "-w",
-        "\nCODE=%{http_code}",
-        &url,
-    ])
-    .ok("a chunked upload");
-    assert_eq!(
-        run.stdout(),
-        format!("got {} bytes fnv {:x}\nCODE=200", data.len(), fnv(&data))
-    );
-    assert!(run.took < Duration::from_secs(10), "{:?}", run.took);
-    let seen = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!(seen.header("transfer-encoding"), Some("chunked"));
+    // answers at once. A plain upload, then a chunked one, with Expect too.
+    for chunked in [false, true] {
+        let mut args = if chunked {
+            vec!["-H", "Transfer-Encoding: chunked"]
+        } else {
+            vec![]
+        };
+        args.extend([
+            "-H",
+            "Expect: 100-continue",
+            "--expect100-timeout",
+            "30",
+            "--data-binary",
+            &upload,
+            "-w",
+            "\nCODE=%{http_code}",
+            &url,
+        ]);
+        let run = curl(&args).ok(if chunked {
+            "a chunked upload"
+        } else {
+            "an upload with Expect: 100-continue"
+        });
+        assert_eq!(
+            run.stdout(),
+            format!("got {} bytes fnv {:x}\nCODE=200", data.len(), fnv(&data))
+        );
+        assert!(
+            run.took < Duration::from_secs(10),
+            "curl waited for 100 Continue: {:?}",
+            run.took
+        );
+        let seen = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        if chunked {
+            assert_eq!(seen.header("transfer-encoding"), Some("chunked"));
+        } else {
+            assert_eq!(seen.header("expect"), None, "Expect reached the backend");
+            assert_eq!(seen.body.len(), data.len());
+        }
+    }
     let _ = std::fs::remove_file(&file);
 }
 
 #[test]
 #[ignore = "needs nginx and curl: make test-real"]
 fn switching_protocols_turns_the_connection_into_a_tunnel() {
-    let (tx, _rx) = mpsc::channel();
-    let backend = test_server(tx);
+    let (backend, _rx) = test_server();
     let proxy = http_proxy(&backend.arg(), &[]);
     let mut client = proxy.connect();
     within(Duration::from_secs(20), "an upgraded echo", move || {
@@ -966,8 +735,7 @@ fn switching_protocols_turns_the_connection_into_a_tunnel() {
 #[test]
 #[ignore = "needs nginx and curl: make test-real"]
 fn overwrite_host_header_sends_the_backend_address() {
-    let (tx, _rx) = mpsc::channel();
-    let backend = test_server(tx);
+    let (backend, _rx) = test_server();
     for (flags, want) in [
         (vec![], "front.example".to_string()),
         (vec!["--protocol-http-overwrite-host-header"], backend.arg()),
@@ -1048,14 +816,11 @@ fn reuse_socket_hands_the_backend_connection_to_the_next_client() {
             Duration::from_secs(10),
             "the pool to get it back",
             move || {
-                while std::fs::read_to_string(&log_path)
-                    .unwrap_or_default()
-                    .matches("returns its backend connection to the pool")
-                    .count()
-                    < round
-                {
-                    thread::sleep(Duration::from_millis(5));
-                }
+                poll_log(&log_path, |log| {
+                    log.matches("returns its backend connection to the pool")
+                        .count()
+                        >= round
+                })
             },
         );
     }

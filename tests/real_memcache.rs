@@ -12,181 +12,67 @@
 //! test's thread with `PR_SET_PDEATHSIG` so that it cannot outlive a killed test run.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-#[cfg(target_os = "linux")]
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::*;
 
-/// Debian's python, which has Debian's `python3-pymemcache`.
-const PYTHON: &str = "/usr/bin/python3";
+/// The Debian package of the python client.
+const PYMEMCACHE: &str = "python3-pymemcache";
 
-/// Finds `name` in `PATH`, then in the usual system directories.
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(
-        ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"]
-            .iter()
-            .map(PathBuf::from),
-    );
-    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
-}
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Whether process `pid` (our child) has exited: gone, or a zombie.
-fn exited(pid: u32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks that the process exists.
-    if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
-        return true;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-}
-
-/// A private memcached, stopped by its pid when dropped.
-struct Memcached {
-    child: Child,
-    port: u16,
-}
-
-impl Memcached {
-    fn start() -> Memcached {
-        let bin = find_tool("memcached").unwrap_or_else(|| {
-            panic!(
-                "memcached not found in PATH nor /usr/bin: install the Debian package \
-                 memcached (make test-real needs it, see .ci/run)"
-            )
-        });
-        let mut last = String::new();
-        for _attempt in 0..3 {
-            let port = free_port();
-            let mut cmd = Command::new(&bin);
-            cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
-                .args(["-m", "64", "-t", "2"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            if running_as_root() {
-                cmd.args(["-u", "root"]);
-            }
-            // SAFETY: the closure only calls prctl(2), which is async-signal-safe. The
-            // parent-death signal fires when this (the test's) thread ends.
-            #[cfg(target_os = "linux")]
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-            let pid = child.id();
-            let ready = within(
-                Duration::from_secs(30),
-                "memcached to answer version",
-                move || {
-                    let deadline = Instant::now() + Duration::from_secs(20);
-                    let mut pause = Duration::from_millis(1);
-                    while Instant::now() < deadline {
-                        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                            let mut line = String::new();
-                            if s.write_all(b"version\r\n").is_ok()
-                                && BufReader::new(s).read_line(&mut line).is_ok()
-                                && line.starts_with("VERSION ")
-                            {
-                                return true;
-                            }
-                        }
-                        if exited(pid) {
-                            return false;
-                        }
-                        thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(50));
-                    }
-                    false
-                },
-            );
-            let mut server = Memcached { child, port };
-            if ready {
-                return server;
-            }
-            server.stop();
-            let mut err = String::new();
-            if let Some(mut e) = server.child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            last = format!("memcached did not start on port {port}: {err}");
-            if !err.contains("in use") {
-                break;
-            }
-        }
-        panic!("{last}");
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// SIGTERM by pid, then SIGKILL after 5 s.
-    fn stop(&mut self) {
-        stop_child(&mut self.child, Duration::from_secs(5));
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Runs the python `script` with `args` (within 60 s) and returns its standard output; fails
-/// the test if it exits with an error.
-fn python(script: &'static str, args: Vec<String>) -> String {
-    assert!(
-        std::path::Path::new(PYTHON).is_file(),
-        "{PYTHON} not found: install python3 and python3-pymemcache (see .ci/run)"
-    );
-    let out = within(Duration::from_secs(60), "the python client", move || {
-        Command::new(PYTHON)
-            .arg("-c")
-            .arg(script)
-            .args(&args)
+/// Starts a private memcached on a free port (another one if that port was taken meanwhile),
+/// stopped by its pid (SIGTERM, then SIGKILL after 5 s) when dropped.
+fn memcached() -> ServerProcess {
+    let bin =
+        need_tool(&["memcached"], "the Debian package memcached").unwrap_or_else(|e| panic!("{e}"));
+    on_a_free_port(|port| {
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
+            .args(["-m", "64", "-t", "2"])
             .stdin(Stdio::null())
-            .output()
-            .expect("run /usr/bin/python3")
-    });
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'pymemcache'"),
-        "pymemcache is missing: apt-get install python3-pymemcache (see .ci/run)"
-    );
-    assert!(out.status.success(), "python client failed: {stderr}");
-    String::from_utf8(out.stdout).expect("utf-8 output")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if running_as_root() {
+            cmd.args(["-u", "root"]);
+        }
+        // The parent-death signal fires when this (the test's) thread ends.
+        die_with_parent(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("stderr");
+        let (err, ended) = OutputLog::watch(vec![Box::new(stderr)], None);
+        let server = ServerProcess::new(child, port, Duration::from_secs(5));
+        let answers = move || answers_version(port);
+        if wait_ready("memcached to answer version", pid, answers) {
+            return Ok(server);
+        }
+        server.stop();
+        let _ = ended.recv_timeout(Duration::from_secs(5));
+        Err(format!(
+            "memcached did not start on port {port}: {}",
+            err.text()
+        ))
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Whether the memcached on `port` answers `version`.
+fn answers_version(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut line = String::new();
+    s.write_all(b"version\r\n").is_ok()
+        && BufReader::new(s).read_line(&mut line).is_ok()
+        && line.starts_with("VERSION ")
 }
 
 fn proxy(backend: &str, extra: &[&str]) -> Vaurien {
-    let mut args = vec!["--backend", backend, "--protocol", "memcache"];
-    args.extend_from_slice(extra);
-    Vaurien::start(&args)
+    protocol_proxy("memcache", backend, extra)
 }
 
 /// A raw connection speaking the text protocol.
@@ -197,8 +83,7 @@ struct Raw {
 
 impl Raw {
     fn connect(addr: &str) -> Raw {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let s = connect(addr);
         Raw {
             w: s.try_clone().unwrap(),
             r: BufReader::new(s),
@@ -306,23 +191,25 @@ print(json.dumps(r))
 #[test]
 #[ignore = "needs memcached: make test-real"]
 fn a_real_client_gets_the_same_results_through_the_proxy() {
-    let server = Memcached::start();
+    let server = memcached();
     let direct = python(
         CLIENT_SESSION,
-        vec![
+        &[
             "127.0.0.1".into(),
             server.port.to_string(),
             "direct-".into(),
         ],
+        PYMEMCACHE,
     );
     let proxy = proxy(&server.addr(), &[]);
     let through = python(
         CLIENT_SESSION,
-        vec![
+        &[
             proxy.addr.ip().to_string(),
             proxy.addr.port().to_string(),
             "proxied-".into(),
         ],
+        PYMEMCACHE,
     );
     assert!(direct.contains(r#"["cas_ok", "True"]"#), "{direct}");
     assert!(direct.contains(r#"["big", "True"]"#), "{direct}");
@@ -360,11 +247,12 @@ print(json.dumps(r))
 #[test]
 #[ignore = "needs memcached: make test-real"]
 fn the_error_behavior_answers_server_error() {
-    let server = Memcached::start();
+    let server = memcached();
     let proxy = proxy(&server.addr(), &["--behavior", "100:error"]);
     let out = python(
         ERROR_SESSION,
-        vec![proxy.addr.ip().to_string(), proxy.addr.port().to_string()],
+        &[proxy.addr.ip().to_string(), proxy.addr.port().to_string()],
+        PYMEMCACHE,
     );
     for name in ["get", "set", "get_many", "incr"] {
         let want = format!(
@@ -382,7 +270,7 @@ fn the_error_behavior_answers_server_error() {
 #[test]
 #[ignore = "needs memcached: make test-real"]
 fn a_failed_call_leaves_the_connection_usable_and_pipelining_works() {
-    let server = Memcached::start();
+    let server = memcached();
     let proxy = proxy(
         &server.addr(),
         &[
@@ -473,7 +361,7 @@ fn meta_session(addr: &str, p: &str) -> Vec<String> {
 #[test]
 #[ignore = "needs memcached: make test-real"]
 fn meta_commands_and_quiet_batches_go_through() {
-    let server = Memcached::start();
+    let server = memcached();
     let proxy = proxy(&server.addr(), &[]);
     let (backend, through) = (server.addr(), proxy.addr.to_string());
     let (direct, proxied) = within(Duration::from_secs(30), "meta sessions", move || {
@@ -496,7 +384,7 @@ fn meta_commands_and_quiet_batches_go_through() {
 #[test]
 #[ignore = "needs memcached: make test-real"]
 fn garbage_closes_only_that_connection_with_a_warning() {
-    let server = Memcached::start();
+    let server = memcached();
     let proxy = proxy(&server.addr(), &[]);
     let addr = proxy.addr.to_string();
     let log_path = proxy.log_path.clone();
@@ -511,21 +399,14 @@ fn garbage_closes_only_that_connection_with_a_warning() {
             &[b'z'; 5000],
         ];
         for (i, bytes) in garbage.iter().enumerate() {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut s = connect(&addr);
             let peer = s.local_addr().unwrap().to_string();
             let _ = s.write_all(bytes);
             let outcome = read_once(&mut s);
             assert!(outcome.is_closed(), "garbage #{i}: {outcome:?}");
-            loop {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                if log.lines().any(|l| {
-                    l.contains("WARN") && l.contains(&peer) && l.contains("malformed memcache data")
-                }) {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
+            poll_log(&log_path, |log| {
+                has_line_with(log, &["WARN", &peer, "malformed memcache data"])
+            });
         }
         assert_eq!(
             steady.call(b"get s\r\n", &["END"]),

@@ -5,7 +5,7 @@
 //! missing (Debian: `apt-get install mariadb-server mariadb-client`).
 //!
 //! The module shares one private server, started by the first test that needs it:
-//! `mariadb-install-db` fills a datadir under the temp dir (`vaurien-mariadb-PID`, root with an
+//! `mariadb-install-db` fills a datadir under the temp dir (`vaurien-mariadb-PID-N`, root with an
 //! empty password), then `mariadbd --no-defaults` serves it on 127.0.0.1 and a free port, with
 //! its socket and pid file in that directory and no binary log. It is ready when its stderr
 //! says "ready for connections" (waited for inside `within`, never by sleeping).
@@ -16,155 +16,42 @@
 //! with `PR_SET_PDEATHSIG` from a thread that lives as long as the process. Directories left by
 //! such a death are removed by the next run once their pid is gone.
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
-#[cfg(target_os = "linux")]
-use std::os::unix::process::CommandExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::support::*;
 
 /// The private MariaDB server of this module.
 struct MariaDb {
-    /// Its TCP port on 127.0.0.1.
-    port: u16,
-    /// Datadir, socket and pid file live here; removed when the server stops.
-    dir: PathBuf,
-    /// Taken by [`MariaDb::stop`].
-    child: Mutex<Option<Child>>,
+    /// Its port, and its directory (datadir, socket, pid file); stopped (SIGTERM, SIGKILL
+    /// after 30 s) and the directory removed when the test binary exits.
+    process: ServerProcess,
     /// Everything it wrote on stderr so far.
-    log: Arc<Mutex<String>>,
+    log: OutputLog,
 }
 
 static SERVER: OnceLock<Result<MariaDb, String>> = OnceLock::new();
 
 /// The module's server, started on first use; panics (fails the test) if it cannot start.
 fn server() -> &'static MariaDb {
-    let started = SERVER.get_or_init(|| {
-        catch_unwind(start_server).unwrap_or_else(|_| Err("starting mariadbd panicked".into()))
-    });
-    match started {
-        Ok(server) => server,
-        Err(e) => panic!("no MariaDB server for the real-mysql tests: {e}"),
-    }
+    shared_server(&SERVER, "MariaDB server", start_server)
 }
 
-/// Finds the first of `names` in `PATH`, then in the sbin directories (`mariadbd` lives in
-/// `/usr/sbin`, which is not on every user's `PATH`).
-fn find_tool(names: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(
-        ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
-            .iter()
-            .map(PathBuf::from),
-    );
-    names
-        .iter()
-        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
-        .find(|p| p.is_file())
-}
-
-fn need_tool(names: &[&str], package: &str) -> Result<PathBuf, String> {
-    find_tool(names).ok_or_else(|| {
-        format!(
-            "{} not found in PATH nor /usr/sbin: install {package} (make test-real needs \
-             mariadb-server and mariadb-client, see .ci/run)",
-            names[0]
-        )
-    })
-}
-
-/// A port on 127.0.0.1 that was free a moment ago (bound, read, released).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
-}
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Spawns `cmd` so that it gets SIGTERM when this process dies: the parent-death signal fires
-/// when the spawning *thread* exits, so the spawn happens on a thread that never returns.
-fn spawn_tied_to_this_process(mut cmd: Command) -> std::io::Result<Child> {
-    // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
-    #[cfg(target_os = "linux")]
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (tx, rx) = mpsc::channel();
-    thread::Builder::new()
-        .name("mariadbd-parent".into())
-        .spawn(move || {
-            let _ = tx.send(cmd.spawn());
-            loop {
-                thread::park();
-            }
-        })
-        .expect("spawn the mariadbd-parent thread");
-    rx.recv().expect("mariadbd-parent thread answers")
-}
-
-/// Removes `vaurien-mariadb-PID` directories of test runs that died without cleaning up.
-fn remove_stale_dirs(tmp: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("vaurien-mariadb-"))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-extern "C" fn stop_server_at_exit() {
-    if let Some(Ok(server)) = SERVER.get() {
-        server.stop();
-    }
-}
-
-fn tail(log: &Mutex<String>, lines: usize) -> String {
-    let log = log.lock().unwrap_or_else(|e| e.into_inner());
-    let all: Vec<&str> = log.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
+/// What to install when the server is missing.
+const SERVER_PACKAGE: &str = "the Debian package mariadb-server";
+/// What to install when the client is missing.
+const CLIENT_PACKAGE: &str = "the Debian package mariadb-client";
 
 /// Initialises a datadir and starts `mariadbd` on it; retries with another port if the one
 /// picked was taken in the meantime.
 fn start_server() -> Result<MariaDb, String> {
-    let mariadbd = need_tool(&["mariadbd", "mysqld"], "mariadb-server")?;
-    let install_db = need_tool(
-        &["mariadb-install-db", "mysql_install_db"],
-        "mariadb-server",
-    )?;
-    need_tool(&["mariadb", "mysql"], "mariadb-client")?;
+    let mariadbd = need_tool(&["mariadbd", "mysqld"], SERVER_PACKAGE)?;
+    let install_db = need_tool(&["mariadb-install-db", "mysql_install_db"], SERVER_PACKAGE)?;
+    need_tool(&["mariadb", "mysql"], CLIENT_PACKAGE)?;
 
-    let tmp = std::env::temp_dir();
-    remove_stale_dirs(&tmp);
-    let dir = tmp.join(format!("vaurien-mariadb-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let dir = fresh_dir("vaurien-mariadb")?;
     let datadir = dir.join("data");
     let root = running_as_root();
 
@@ -196,14 +83,7 @@ fn start_server() -> Result<MariaDb, String> {
         ));
     }
 
-    // Registered before the server exists so that no exit path can miss it; it does nothing
-    // until SERVER holds a running server.
-    // SAFETY: atexit(3) with a plain `extern "C" fn` that never unwinds.
-    unsafe { libc::atexit(stop_server_at_exit) };
-
-    let mut last_error = String::new();
-    for _attempt in 0..3 {
-        let port = free_port();
+    let started = on_a_free_port(|port| {
         let mut cmd = Command::new(&mariadbd);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", datadir.display()))
@@ -217,28 +97,12 @@ fn start_server() -> Result<MariaDb, String> {
             .stderr(Stdio::piped());
         let mut child = spawn_tied_to_this_process(cmd)
             .map_err(|e| format!("spawn {}: {e}", mariadbd.display()))?;
-
-        // Drain stderr for the server's whole life (a full pipe would block it) and report
-        // readiness (true) or end of output (false).
+        // Stderr is drained for the server's whole life; readiness (true) or the end of its
+        // output (false) is reported.
         let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let sink = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let ready = line.contains("ready for connections");
-                {
-                    let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-                if ready {
-                    let _ = ready_tx.send(true);
-                }
-            }
-            let _ = ready_tx.send(false);
-        });
+        let (log, ready_rx) =
+            OutputLog::watch(vec![Box::new(stderr)], Some("ready for connections"));
+        let process = ServerProcess::new(child, port, Duration::from_secs(30));
         let ready = catch_unwind(AssertUnwindSafe(|| {
             within(
                 Duration::from_secs(60),
@@ -247,56 +111,44 @@ fn start_server() -> Result<MariaDb, String> {
             )
         }));
         if matches!(ready, Ok(true)) {
-            return Ok(MariaDb {
-                port,
-                dir,
-                child: Mutex::new(Some(child)),
-                log,
-            });
+            return Ok(MariaDb { process, log });
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        let stderr = tail(&log, 40);
-        last_error = match ready {
+        drop(process);
+        let stderr = log.tail(40);
+        Err(match ready {
             Ok(_) => {
                 format!("mariadbd exited before it was ready; its stderr ends with:\n{stderr}")
             }
             Err(_) => {
                 format!("mariadbd was not ready within 60 s; its stderr ends with:\n{stderr}")
             }
-        };
-        let port_taken = stderr.contains("Bind on TCP/IP port") || stderr.contains("in use");
-        if !port_taken {
-            break;
+        })
+    });
+    match started {
+        Ok(MariaDb { process, log }) => Ok(MariaDb {
+            process: process.with_dir(dir).stop_at_exit(),
+            log,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    Err(last_error)
 }
 
 impl MariaDb {
-    /// SIGTERM by pid, wait for the exit (SIGKILL after 30 s), remove the directory.
-    fn stop(&self) {
-        let taken = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut child) = taken {
-            stop_child(&mut child, Duration::from_secs(30));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-
     /// `host:port` for `--backend`.
     fn backend(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.process.addr()
     }
 
     /// Panics with the server's recent stderr if it is no longer running.
     fn assert_alive(&self) {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        let status = child.as_mut().map(|c| c.try_wait());
+        let status = self.process.try_wait();
         assert!(
             matches!(status, Some(Ok(None))),
             "mariadbd is gone ({status:?}); its stderr ends with:\n{}",
-            tail(&self.log, 40)
+            self.log.tail(40)
         );
     }
 }
@@ -310,36 +162,10 @@ fn head(s: &str) -> &str {
     &s[..end]
 }
 
-/// What one run of the `mariadb` client gave, and how long it took.
-struct Run {
-    out: Output,
-    took: Duration,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.out.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-    /// Panics with the client's stderr unless it exited 0.
-    fn ok(self, what: &str) -> Run {
-        assert!(
-            self.out.status.success(),
-            "{what}: mariadb failed ({}):\n{}",
-            self.out.status,
-            self.stderr()
-        );
-        self
-    }
-}
-
 /// `mariadb --protocol=TCP -h 127.0.0.1 -P PORT -u root --connect-timeout=T -e SQL`, the whole
 /// run bounded by `limit`.
-fn mariadb(port: u16, connect_timeout: u32, sql: &str, limit: Duration) -> Run {
-    let client =
-        need_tool(&["mariadb", "mysql"], "mariadb-client").unwrap_or_else(|e| panic!("{e}"));
+fn mariadb(port: u16, connect_timeout: u32, sql: &str, limit: Duration) -> Ran {
+    let client = need_tool(&["mariadb", "mysql"], CLIENT_PACKAGE).unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = Command::new(client);
     cmd.args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
         .arg("-P")
@@ -347,56 +173,18 @@ fn mariadb(port: u16, connect_timeout: u32, sql: &str, limit: Duration) -> Run {
         .args(["-u", "root"])
         .arg(format!("--connect-timeout={connect_timeout}"))
         .arg("-e")
-        .arg(sql)
-        .stdin(Stdio::null());
-    within(limit, "the mariadb client to finish", move || {
-        let started = Instant::now();
-        let out = cmd.output().expect("run the mariadb client");
-        Run {
-            out,
-            took: started.elapsed(),
-        }
-    })
+        .arg(sql);
+    run_tool(cmd, None, limit)
 }
 
 /// Direct to the server.
-fn direct(sql: &str) -> Run {
-    mariadb(server().port, 5, sql, Duration::from_secs(60))
+fn direct(sql: &str) -> Ran {
+    mariadb(server().process.port, 5, sql, Duration::from_secs(60))
 }
 
 fn mysql_proxy(behavior: &str, extra: &[&str]) -> Vaurien {
-    let backend = server().backend();
-    let mut args = vec![
-        "--protocol",
-        "mysql",
-        "--backend",
-        &backend,
-        "--behavior",
-        behavior,
-    ];
-    args.extend_from_slice(extra);
-    Vaurien::start(&args)
-}
-
-/// The proxy is still up, accepts a new connection, and logged no panic.
-fn assert_proxy_survived(proxy: &mut Vaurien, after: &str) {
-    assert!(
-        proxy.is_running(),
-        "vaurien exited after {after}; its log:\n{}",
-        proxy.log()
-    );
-    let conn = TcpStream::connect_timeout(&proxy.addr, Duration::from_secs(5));
-    assert!(
-        conn.is_ok(),
-        "vaurien refuses new connections after {after}: {conn:?}; its log:\n{}",
-        proxy.log()
-    );
-    drop(conn);
-    let log = proxy.log();
-    assert!(
-        !log.contains("panicked") && !log.contains("ended on a bug"),
-        "vaurien logged a panic after {after}:\n{log}"
-    );
+    let args = [&["--behavior", behavior][..], extra].concat();
+    protocol_proxy("mysql", &server().backend(), &args)
 }
 
 /// Runs a session through a proxy with `behavior`; the client must fail with one of `expected`

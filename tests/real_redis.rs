@@ -14,76 +14,24 @@
 //! `PR_SET_PDEATHSIG`. Directories left by such a death are removed by the next run.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-#[cfg(target_os = "linux")]
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Finds `name` in `PATH`, then in the usual system directories.
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(
-        ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
-            .iter()
-            .map(PathBuf::from),
-    );
-    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
+/// The path of the redis tool `name`; fails the test if it is missing.
+fn redis_tool(name: &str) -> std::path::PathBuf {
+    need_tool(&[name], "the Debian packages redis-server and redis-tools")
+        .unwrap_or_else(|e| panic!("{e}"))
 }
-
-fn need_tool(name: &str) -> PathBuf {
-    find_tool(name).unwrap_or_else(|| {
-        panic!(
-            "{name} not found in PATH nor /usr/sbin: install it (make test-real needs the \
-             Debian packages redis-server and redis-tools, see .ci/run)"
-        )
-    })
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
-}
-
-/// Removes `vaurien-redis-PID-N` directories of test runs that died without cleaning up.
-fn remove_stale_dirs(tmp: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("vaurien-redis-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-static SERVER_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A private redis-server, stopped by its pid when dropped.
 struct RedisServer {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
+    /// Its port and directory.
+    process: ServerProcess,
     /// Everything it logged so far.
-    log: Arc<Mutex<String>>,
+    log: OutputLog,
 }
 
 impl RedisServer {
@@ -91,20 +39,10 @@ impl RedisServer {
     /// calling thread must outlive the server: it is the server's parent for
     /// `PR_SET_PDEATHSIG`, which a test thread is.
     fn start() -> RedisServer {
-        let bin = need_tool("redis-server");
-        need_tool("redis-cli");
-        let tmp = std::env::temp_dir();
-        remove_stale_dirs(&tmp);
-        let dir = tmp.join(format!(
-            "vaurien-redis-{}-{}",
-            std::process::id(),
-            SERVER_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the redis directory");
-        let mut last_log = String::new();
-        for _attempt in 0..3 {
-            let port = free_port();
+        let bin = redis_tool("redis-server");
+        redis_tool("redis-cli");
+        let dir = fresh_dir("vaurien-redis").expect("create the redis directory");
+        let started = on_a_free_port(|port| {
             let mut cmd = Command::new(&bin);
             cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -115,150 +53,66 @@ impl RedisServer {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
-            #[cfg(target_os = "linux")]
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            die_with_parent(&mut cmd);
             let mut child = cmd.spawn().expect("spawn redis-server");
-            let log = Arc::new(Mutex::new(String::new()));
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             // Both outputs are read for as long as the server runs, so that it never blocks
             // on a full pipe; the first line saying it is ready is reported.
-            for out in [
-                Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
-                Box::new(child.stderr.take().expect("stderr")),
-            ] {
-                let (log, ready_tx) = (log.clone(), ready_tx.clone());
-                thread::spawn(move || {
-                    for line in BufReader::new(out).lines() {
-                        let Ok(line) = line else { break };
-                        if line.contains("Ready to accept connections") {
-                            let _ = ready_tx.send(true);
-                        }
-                        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                        log.push_str(&line);
-                        log.push('\n');
-                    }
-                    let _ = ready_tx.send(false); // the server is gone
-                });
-            }
-            drop(ready_tx);
+            let (log, ready_rx) = OutputLog::watch(
+                vec![
+                    Box::new(child.stdout.take().expect("stdout")),
+                    Box::new(child.stderr.take().expect("stderr")),
+                ],
+                Some("Ready to accept connections"),
+            );
+            let process = ServerProcess::new(child, port, Duration::from_secs(10));
             let ready = within(
                 Duration::from_secs(30),
                 "redis-server to be ready",
                 move || ready_rx.recv().unwrap_or(false),
             );
-            let server = RedisServer {
-                port,
-                dir: dir.clone(),
-                child: Some(child),
-                log,
-            };
             if ready {
-                return server;
+                Ok((process, log))
+            } else {
+                Err(log.text())
             }
-            last_log = server.log();
-            drop(server);
-            if !last_log.contains("in use") {
-                break;
+        });
+        match started {
+            Ok((process, log)) => RedisServer {
+                process: process.with_dir(dir),
+                log,
+            },
+            Err(log) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                panic!("redis-server did not start; its log:\n{log}");
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        panic!("redis-server did not start; its log:\n{last_log}");
     }
 
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.process.addr()
+    }
+
+    fn port(&self) -> u16 {
+        self.process.port
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl Drop for RedisServer {
-    /// SIGTERM by pid, wait for the exit (SIGKILL after 10 s), remove the directory.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, Duration::from_secs(10));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.log.text()
     }
 }
 
 /// `vaurien --protocol redis --backend SERVER --behavior MIX EXTRA...`.
 fn redis_proxy(server: &RedisServer, mix: &str, extra: &[&str]) -> Vaurien {
-    let backend = server.addr();
-    let mut args = vec![
-        "--protocol",
-        "redis",
-        "--backend",
-        &backend,
-        "--behavior",
-        mix,
-    ];
-    args.extend_from_slice(extra);
-    Vaurien::start(&args)
-}
-
-/// A child process killed (by its pid) and reaped when dropped, panics included.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
+    let args = [&["--behavior", mix][..], extra].concat();
+    protocol_proxy("redis", &server.addr(), &args)
 }
 
 /// Runs `TOOL ARGS` with `stdin`; the whole run is bounded by `limit`, after which the tool
 /// is killed and the test fails.
 fn run(tool: &str, args: &[String], stdin: &str, limit: Duration) -> Output {
-    let mut cmd = Command::new(need_tool(tool));
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let stdin = stdin.to_string();
-    let what = format!("{tool} {}", args.join(" "));
-    let mut child = KillOnDrop(cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}")));
-    let mut input = child.0.stdin.take().expect("stdin");
-    thread::spawn(move || {
-        let _ = input.write_all(stdin.as_bytes());
-    });
-    let collect = |mut out: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = out.read_to_end(&mut all);
-            all
-        })
-    };
-    let stdout = collect(Box::new(child.0.stdout.take().expect("stdout")));
-    let stderr = collect(Box::new(child.0.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not finished within {limit:?} (killed)"
-        );
-        thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
+    let mut cmd = Command::new(redis_tool(tool));
+    cmd.args(args);
+    run_tool(cmd, Some(stdin), limit).out
 }
 
 /// `redis-cli -h 127.0.0.1 -p PORT ARGS` with the commands of `script` on its stdin.
@@ -275,13 +129,6 @@ fn redis_cli(port: u16, args: &[&str], script: &str) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Connects to `addr` with a read timeout.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
 }
 
 /// A command in RESP.
@@ -498,7 +345,7 @@ fn redis_cli_sees_the_same_replies_through_the_proxy() {
         (&["-3", "--no-raw"], SCRIPT_RESP3),
         (&["-3", "--raw"], SCRIPT_RESP3),
     ] {
-        let direct = redis_cli(server.port, args, script);
+        let direct = redis_cli(server.port(), args, script);
         let proxied = redis_cli(proxy.addr.port(), args, script);
         let (direct_out, proxied_out) = (text(&direct.stdout), text(&proxied.stdout));
         assert!(
@@ -663,7 +510,7 @@ fn error_behavior_answers_err_and_the_connection_goes_on() {
         },
     );
     // The failed SET never reached the server: the key was set once, by the dummy call.
-    let out = redis_cli(server.port, &[], "INFO commandstats\n");
+    let out = redis_cli(server.port(), &[], "INFO commandstats\n");
     let stats = text(&out.stdout);
     assert!(stats.contains("cmdstat_set:calls=1,"), "{stats}");
 }
@@ -721,7 +568,7 @@ fn subscribe_and_monitor_become_tunnels() {
     // redis-cli as a subscriber, too
     let sub_out = {
         let port = proxy.addr.port();
-        let mut cmd = Command::new(need_tool("redis-cli"));
+        let mut cmd = Command::new(redis_tool("redis-cli"));
         cmd.args([
             "-h",
             "127.0.0.1",
@@ -734,16 +581,7 @@ fn subscribe_and_monitor_become_tunnels() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
         let mut child = KillOnDrop(cmd.spawn().expect("spawn redis-cli SUBSCRIBE"));
-        let stdout = child.0.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(child.0.stdout.take().unwrap());
         let publish_port = proxy.addr.port();
         let got = within(Duration::from_secs(30), "redis-cli SUBSCRIBE", move || {
             let mut lines = Vec::new();
@@ -799,15 +637,10 @@ fn garbage_closes_only_that_connection() {
         let needle = peer.to_string();
         let log = within(Duration::from_secs(10), "the warning to be logged", {
             let path = proxy.log_path.clone();
-            move || loop {
-                let log = std::fs::read_to_string(&path).unwrap_or_default();
-                if log
-                    .lines()
-                    .any(|l| l.contains(&needle) && l.contains("malformed redis data"))
-                {
-                    return log;
-                }
-                thread::sleep(Duration::from_millis(20));
+            move || {
+                poll_log(&path, |log| {
+                    has_line_with(log, &[&needle, "malformed redis data"])
+                })
             }
         });
         assert!(log.contains("WARN"), "{log}");
@@ -868,6 +701,6 @@ fn a_long_pipeline_is_answered_in_order_batched_or_call_by_call() {
         "about 30% of 2000 calls failed, got {}",
         replies.len() - forwarded
     );
-    let out = redis_cli(server.port, &["GET", "mixed"], "");
+    let out = redis_cli(server.port(), &["GET", "mixed"], "");
     assert_eq!(text(&out.stdout).trim(), forwarded.to_string());
 }

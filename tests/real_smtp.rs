@@ -15,19 +15,15 @@
 //! `PR_SET_PDEATHSIG` so that it cannot outlive a killed test run.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-#[cfg(target_os = "linux")]
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use crate::support::*;
 
-/// Debian's python, which has Debian's `python3-aiosmtpd`.
-const PYTHON: &str = "/usr/bin/python3";
+/// The Debian package of the SMTP server.
+const AIOSMTPD: &str = "python3-aiosmtpd";
 
 /// The SMTP server: prints `READY`, then `FROM TO,TO... SIZE SHA256` per message accepted.
 const SERVER: &str = r#"
@@ -98,34 +94,19 @@ for k, v in r.items():
     print(k + "=" + json.dumps(v))
 "#;
 
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
-}
-
-fn need_python() {
-    assert!(
-        std::path::Path::new(PYTHON).is_file(),
-        "{PYTHON} not found: install python3 and python3-aiosmtpd (see .ci/run)"
-    );
-}
-
 /// A private aiosmtpd, stopped by its pid when dropped.
 struct SmtpServer {
-    child: Child,
-    port: u16,
+    /// Its port; SIGTERM, then SIGKILL after 5 s.
+    process: ServerProcess,
     /// Lines it printed after `READY`: one per message.
     messages: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<String>>,
+    stderr: OutputLog,
 }
 
 impl SmtpServer {
     fn start() -> SmtpServer {
-        need_python();
-        let mut last = String::new();
-        for _attempt in 0..3 {
-            let port = free_port();
+        need_python(AIOSMTPD);
+        on_a_free_port(|port| {
             let mut cmd = Command::new(PYTHON);
             cmd.arg("-c")
                 .arg(SERVER)
@@ -133,66 +114,35 @@ impl SmtpServer {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            // SAFETY: the closure only calls prctl(2), which is async-signal-safe. The
-            // parent-death signal fires when this (the test's) thread ends.
-            #[cfg(target_os = "linux")]
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            // The parent-death signal fires when this (the test's) thread ends.
+            die_with_parent(&mut cmd);
             let mut child = cmd.spawn().expect("spawn /usr/bin/python3");
-            let (tx, rx) = mpsc::channel();
-            let stdout = child.stdout.take().expect("stdout");
-            thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            let stderr = Arc::new(Mutex::new(String::new()));
-            let mut err_pipe = child.stderr.take().expect("stderr");
-            let sink = stderr.clone();
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
-                    sink.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-            let mut server = SmtpServer {
-                child,
-                port,
-                messages: rx,
+            let messages = lines_of(child.stdout.take().expect("stdout"));
+            let stderr = child.stderr.take().expect("stderr");
+            let (stderr, ended) = OutputLog::watch(vec![Box::new(stderr)], None);
+            let server = SmtpServer {
+                process: ServerProcess::new(child, port, Duration::from_secs(5)),
+                messages,
                 stderr,
             };
-            match server.messages.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if line == "READY" => return server,
-                Ok(line) => last = format!("unexpected first line {line:?}"),
-                Err(_) => last = "no READY line within 30 s".into(),
-            }
-            server.stop();
-            let err = server.stderr.lock().unwrap().clone();
-            assert!(
-                !err.contains("No module named 'aiosmtpd'"),
-                "aiosmtpd is missing: apt-get install python3-aiosmtpd (see .ci/run)"
-            );
-            last = format!("aiosmtpd did not start on port {port}: {last}\n{err}");
-            if !err.contains("in use") {
-                break;
-            }
-        }
-        panic!("{last}");
+            let why = match server.messages.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line == "READY" => return Ok(server),
+                Ok(line) => format!("unexpected first line {line:?}"),
+                Err(_) => "no READY line within 30 s".to_string(),
+            };
+            server.process.stop();
+            let _ = ended.recv_timeout(Duration::from_secs(5));
+            let err = server.stderr.text();
+            assert_python_has(AIOSMTPD, &err);
+            Err(format!(
+                "aiosmtpd did not start on port {port}: {why}\n{err}"
+            ))
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.process.addr()
     }
 
     /// The next message it accepted, as its JSON line.
@@ -202,7 +152,7 @@ impl SmtpServer {
             .unwrap_or_else(|_| {
                 panic!(
                     "the server received no message; its stderr:\n{}",
-                    self.stderr.lock().unwrap()
+                    self.stderr.text()
                 )
             })
     }
@@ -213,39 +163,16 @@ impl SmtpServer {
             panic!("unexpected message {m}");
         }
     }
-
-    /// SIGTERM by pid, then SIGKILL after 5 s.
-    fn stop(&mut self) {
-        stop_child(&mut self.child, Duration::from_secs(5));
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Runs the smtplib client in `mode` against `proxy`; returns its JSON output.
 fn client(proxy: &Vaurien, mode: &str) -> String {
-    need_python();
     let args = [
         proxy.addr.ip().to_string(),
         proxy.addr.port().to_string(),
         mode.to_string(),
     ];
-    let out = within(Duration::from_secs(60), "the smtplib client", move || {
-        Command::new(PYTHON)
-            .arg("-c")
-            .arg(CLIENT)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run /usr/bin/python3")
-    });
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "smtplib client failed: {stderr}");
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    python(CLIENT, &args, AIOSMTPD)
 }
 
 /// The result `key` of the client's output (`key=JSON` lines).
@@ -271,9 +198,26 @@ fn envelope(message: &str) -> String {
 }
 
 fn smtp_proxy(backend: &str, extra: &[&str]) -> Vaurien {
-    let mut args = vec!["--backend", backend, "--protocol", "smtp"];
-    args.extend_from_slice(extra);
-    Vaurien::start(&args)
+    protocol_proxy("smtp", backend, extra)
+}
+
+/// Runs the client in `mode` through a proxy whose calls pass, but for one after the first
+/// `warmup` (transient, agitate 1); returns the server, the proxy and the client's output.
+fn transient_session(warmup: &str, mode: &str) -> (SmtpServer, Vaurien, String) {
+    let server = SmtpServer::start();
+    let proxy = smtp_proxy(
+        &server.addr(),
+        &[
+            "--behavior",
+            "100:transient",
+            "--behavior-transient-warmup",
+            warmup,
+            "--behavior-transient-agitate",
+            "1",
+        ],
+    );
+    let out = client(&proxy, mode);
+    (server, proxy, out)
 }
 
 #[test]
@@ -325,20 +269,8 @@ fn the_error_behavior_answers_451_and_the_session_goes_on() {
 #[test]
 #[ignore = "needs python3-aiosmtpd: make test-real"]
 fn a_refused_mail_from_leaves_the_session_usable() {
-    let server = SmtpServer::start();
     // EHLO passes, MAIL FROM fails, everything after passes.
-    let proxy = smtp_proxy(
-        &server.addr(),
-        &[
-            "--behavior",
-            "100:transient",
-            "--behavior-transient-warmup",
-            "1",
-            "--behavior-transient-agitate",
-            "1",
-        ],
-    );
-    let out = client(&proxy, "fail-mail");
+    let (server, _proxy, out) = transient_session("1", "fail-mail");
     assert!(
         field(&out, "sendmail").starts_with("[\"SMTPSenderRefused\", 451, \"4.3.0 vaurien"),
         "{out}"
@@ -355,20 +287,8 @@ fn a_refused_mail_from_leaves_the_session_usable() {
 #[test]
 #[ignore = "needs python3-aiosmtpd: make test-real"]
 fn a_failed_message_closes_the_connection_and_delivers_nothing() {
-    let server = SmtpServer::start();
     // EHLO, MAIL, RCPT and DATA pass; the message fails; everything after passes.
-    let proxy = smtp_proxy(
-        &server.addr(),
-        &[
-            "--behavior",
-            "100:transient",
-            "--behavior-transient-warmup",
-            "4",
-            "--behavior-transient-agitate",
-            "1",
-        ],
-    );
-    let out = client(&proxy, "fail-message");
+    let (server, _proxy, out) = transient_session("4", "fail-message");
     assert!(
         field(&out, "sendmail").starts_with("[\"SMTPDataError\", 451, \"4.3.0 vaurien"),
         "{out}"
@@ -403,10 +323,7 @@ fn garbage_closes_only_that_connection_with_a_warning() {
     let addr = proxy.addr.to_string();
     let log_path = proxy.log_path.clone();
     within(Duration::from_secs(30), "garbage", move || {
-        let steady = TcpStream::connect(&addr).unwrap();
-        steady
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        let steady = connect(&addr);
         let mut w = steady.try_clone().unwrap();
         let mut r = BufReader::new(steady);
         assert!(read_reply(&mut r).starts_with("220 "));
@@ -418,8 +335,7 @@ fn garbage_closes_only_that_connection_with_a_warning() {
             &[b'A'; 20000],
         ];
         for (i, bytes) in garbage.iter().enumerate() {
-            let s = TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let s = connect(&addr);
             let peer = s.local_addr().unwrap().to_string();
             let mut gr = BufReader::new(s.try_clone().unwrap());
             assert!(read_reply(&mut gr).starts_with("220 "));
@@ -430,15 +346,9 @@ fn garbage_closes_only_that_connection_with_a_warning() {
                 Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
             };
             assert!(closed && rest.is_empty(), "garbage #{i}: {rest:?}");
-            loop {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                if log.lines().any(|l| {
-                    l.contains("WARN") && l.contains(&peer) && l.contains("malformed smtp data")
-                }) {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
+            poll_log(&log_path, |log| {
+                has_line_with(log, &["WARN", &peer, "malformed smtp data"])
+            });
         }
         w.write_all(b"NOOP\r\n").unwrap();
         assert!(read_reply(&mut r).starts_with("250 "));
@@ -464,11 +374,7 @@ fn starttls_backend() -> Backend {
             if line.trim_end().eq_ignore_ascii_case("STARTTLS") {
                 // "TLS": whatever comes is echoed back untouched.
                 let _ = w.write_all(r.buffer());
-                let mut buf = [0u8; 4096];
-                let mut s = r.into_inner();
-                while let Ok(n @ 1..) = s.read(&mut buf) {
-                    let _ = w.write_all(&buf[..n]);
-                }
+                echo_until_eof(&mut r.into_inner(), &mut w);
                 return;
             }
             line.clear();

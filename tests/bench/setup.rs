@@ -325,6 +325,12 @@ pub fn start_echo_child(env: &Env) -> Result<(Proc, u16), String> {
     Ok((proc, port))
 }
 
+/// How a tool is shown in the printed commands: its path, or `name` when it is not installed.
+pub fn shown(tool: &Option<PathBuf>, name: &str) -> String {
+    tool.as_ref()
+        .map_or(name.to_string(), |p| p.display().to_string())
+}
+
 /// A command line as a shell would take it.
 pub fn shell_join(program: &str, args: &[String]) -> String {
     let quote = |a: &String| {
@@ -355,9 +361,7 @@ pub fn describe_target(env: &Env, target: Target, spec: &ProxySpec) -> String {
         ),
         Target::Haproxy => format!(
             "haproxy: {} -db -f haproxy.cfg  # haproxy.cfg: {}",
-            env.haproxy
-                .as_ref()
-                .map_or("haproxy".to_string(), |p| p.display().to_string()),
+            shown(&env.haproxy, "haproxy"),
             one_line_config(&haproxy_config(env.haproxy_maxconn, 0, 0))
                 .replace("bind 127.0.0.1:0", "bind 127.0.0.1:PORT")
                 .replace("s1 127.0.0.1:0", "s1 127.0.0.1:BACKEND")
@@ -386,10 +390,7 @@ fn one_line_config(cfg: &str) -> String {
 }
 
 pub fn describe_nginx(env: &Env) -> String {
-    let nginx = env
-        .nginx
-        .as_ref()
-        .map_or("nginx".to_string(), |p| p.display().to_string());
+    let nginx = shown(&env.nginx, "nginx");
     format!(
         "backend: {}  # nginx.conf: {}",
         shell_join(&nginx, &nginx_args(env, "TMPDIR/nginx.conf"))
@@ -403,10 +404,7 @@ pub fn describe_nginx(env: &Env) -> String {
 }
 
 pub fn describe_redis(env: &Env) -> String {
-    let redis = env
-        .redis_server
-        .as_ref()
-        .map_or("redis-server".to_string(), |p| p.display().to_string());
+    let redis = shown(&env.redis_server, "redis-server");
     format!(
         "backend: {} (a fresh one per measurement)",
         shell_join(&redis, &redis_args(0)).replace("--port 0", "--port BACKEND")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::procs::{self, run_tool_ok};
 use crate::report::{median, percentile, Sample, Target};
-use crate::setup::{self, describe_target, shell_join, start_target, Env, ProxySpec};
+use crate::setup::{self, describe_target, shell_join, shown, start_target, Env, ProxySpec};
 use crate::traffic::{self, Server, SinkReport};
 
 const GB: f64 = 1e9;
@@ -226,10 +226,7 @@ fn redis(env: &Env, name: &'static str, pipeline: Option<u32>, requests: u64) ->
         (Some(_), Some(_)) => None,
         _ => Some("redis-server or redis-benchmark is not installed".to_string()),
     };
-    let tool = env
-        .redis_benchmark
-        .as_ref()
-        .map_or("redis-benchmark".to_string(), |p| p.display().to_string());
+    let tool = shown(&env.redis_benchmark, "redis-benchmark");
     let mut commands = vec![
         setup::describe_redis(env),
         format!(
@@ -327,10 +324,7 @@ fn http(env: &Env, name: &'static str, churn: bool, seconds: u64) -> Workload {
         (Some(_), Some(_)) => None,
         _ => Some("nginx or wrk is not installed".to_string()),
     };
-    let wrk = env
-        .wrk
-        .as_ref()
-        .map_or("wrk".to_string(), |p| p.display().to_string());
+    let wrk = shown(&env.wrk, "wrk");
     let mut commands = vec![
         setup::describe_nginx(env),
         format!(
