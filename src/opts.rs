@@ -5,6 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// The longest duration an option takes, in seconds (about 31 years): far past any useful
+/// latency or timeout, and short enough that a deadline computed from it cannot overflow.
+pub const MAX_SECONDS: f64 = 1e9;
+
 /// The type of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptKind {

@@ -115,6 +115,8 @@ pub(crate) struct Context {
     /// Idle backend connections kept for reuse.
     pub pool: crate::backend_pool::BackendPool,
     pub(crate) tracker: Arc<Tracker>,
+    /// Hung clients that half-closed, held open without a thread.
+    pub(crate) parking: Arc<crate::parking::Parking>,
 }
 
 /// Mixes bits (splitmix64), so nearby seeds give unrelated streams.
@@ -197,6 +199,7 @@ pub struct StopHandle {
     control: Arc<StopState>,
     listener: Arc<TcpListener>,
     tracker: Arc<Tracker>,
+    parking: Arc<crate::parking::Parking>,
 }
 
 impl StopHandle {
@@ -213,6 +216,7 @@ impl StopHandle {
         // On Linux, shutting a listening socket down wakes a blocked accept().
         let _ = socket2::SockRef::from(&*self.listener).shutdown(Shutdown::Both);
         self.tracker.close_all();
+        self.parking.close_all();
     }
 }
 
@@ -277,6 +281,7 @@ impl Proxy {
         });
         let (wake, woken) = bounded(0);
         let permits = bounded(settings.max_connections);
+        let parking = Arc::new(crate::parking::Parking::new(stats.clone()));
         let ctx = Arc::new(Context {
             settings,
             protocol,
@@ -290,6 +295,7 @@ impl Proxy {
             accepted_read_timeout,
             pool,
             tracker: Arc::new(Tracker::default()),
+            parking,
         });
         Ok(Proxy {
             accept: Arc::new(Acceptor {
@@ -329,6 +335,7 @@ impl Proxy {
             control: self.accept.control.clone(),
             listener: self.accept.listener.clone(),
             tracker: self.accept.ctx.tracker.clone(),
+            parking: self.accept.ctx.parking.clone(),
         }
     }
 

@@ -177,7 +177,7 @@ pub fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
 
 fn seconds(v: &Values, key: &'static str) -> Result<Duration, Invalid> {
     let s = v.float(key);
-    if !(0.0..=1e9).contains(&s) {
+    if !(0.0..=crate::opts::MAX_SECONDS).contains(&s) {
         return Err(invalid(key, format!("{s} is not a duration in seconds")));
     }
     Ok(Duration::from_secs_f64(s))

@@ -16,6 +16,8 @@ pub struct Stats {
     pub connections_open: AtomicU64,
     /// Client connections accepted since start.
     pub connections_total: AtomicU64,
+    /// Hung clients that half-closed, held open without a thread until they are gone.
+    pub connections_parked: AtomicU64,
     /// Bytes forwarded toward backends.
     pub bytes_to_backend: AtomicU64,
     /// Bytes forwarded toward clients.

@@ -267,6 +267,39 @@ fn hang_blackout_and_abort_end_calls_as_documented() {
 }
 
 #[test]
+fn a_hung_call_whose_client_half_closed_keeps_the_client_waiting() {
+    let (backend, _) = line_backend();
+    let proxy = start(&backend, &["--behavior", "hang"]);
+    let stats = proxy.stats();
+    within(Duration::from_secs(20), "half-closed hang", move || {
+        let (mut w, mut r) = connect(proxy.proxy_addr());
+        w.write_all(b"x\n").unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+        r.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(1000)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let err = r
+            .read(&mut buf)
+            .expect_err("a half-close must not end the hang");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{err}"
+        );
+        // Held without its thread: parked, and closed when the proxy stops.
+        assert_eq!(stats.connections_parked.load(Ordering::Relaxed), 1);
+        proxy.stop();
+        r.get_mut()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(r.read(&mut buf).unwrap(), 0, "closed when the proxy stops");
+    });
+}
+
+#[test]
 fn reuse_socket_returns_backend_connections_to_the_pool() {
     let (backend, accepted) = line_backend();
     let proxy = start(&backend, &["--protocol-lines-reuse-socket"]);

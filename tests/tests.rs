@@ -37,3 +37,6 @@ mod real_memcache;
 
 /// `--protocol smtp` against a real aiosmtpd server and smtplib (ignored: `make test-real`).
 mod real_smtp;
+
+/// What never breaks (SPEC §13): live changes, hangs, limits, calls that wait, the API.
+mod reliability;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Behavior, Call, Direction, Verdict};
-use crate::opts::Values;
+use crate::opts::{Values, MAX_SECONDS};
 
 /// Adds `sleep` (± `jitter`) seconds of latency to the request (`before`) or the response.
 ///
@@ -20,18 +20,23 @@ pub struct Delay {
 }
 
 impl Delay {
-    /// Builds it from its option values; negative durations are refused.
+    /// Builds it from its option values; negative durations, and durations past
+    /// [`MAX_SECONDS`] (a deadline that far would overflow the clock), are refused.
     pub fn from_values(v: &Values) -> Result<Self, String> {
         let d = Delay {
             sleep: v.float("sleep"),
             before: v.bool("before"),
             jitter: v.float("jitter"),
         };
-        if d.sleep < 0.0 {
-            return Err(format!("sleep must not be negative (got {})", d.sleep));
-        }
-        if d.jitter < 0.0 {
-            return Err(format!("jitter must not be negative (got {})", d.jitter));
+        for (name, secs) in [("sleep", d.sleep), ("jitter", d.jitter)] {
+            if secs < 0.0 {
+                return Err(format!("{name} must not be negative (got {secs})"));
+            }
+            if secs > MAX_SECONDS {
+                return Err(format!(
+                    "{name} must be at most {MAX_SECONDS} seconds (got {secs})"
+                ));
+            }
         }
         Ok(d)
     }
@@ -137,5 +142,24 @@ mod tests {
         let mut v = Values::defaults(super::super::DELAY_OPTIONS);
         v.set("sleep", crate::opts::Value::Float(-1.0));
         assert!(Delay::from_values(&v).is_err());
+    }
+
+    #[test]
+    fn durations_past_the_clock_are_refused_and_the_longest_one_is_a_duration() {
+        for (name, secs) in [("sleep", 1e20), ("jitter", 1e300)] {
+            let mut v = Values::defaults(super::super::DELAY_OPTIONS);
+            v.set(name, crate::opts::Value::Float(secs));
+            let why = Delay::from_values(&v).unwrap_err();
+            assert!(why.starts_with(name) && why.contains("at most"), "{why}");
+        }
+        let longest = Delay {
+            sleep: MAX_SECONDS,
+            before: true,
+            jitter: MAX_SECONDS,
+        };
+        for seed in 0..100 {
+            let latency = call_delay(&longest, Direction::ToBackend, seed);
+            assert!(std::time::Instant::now().checked_add(latency).is_some());
+        }
     }
 }

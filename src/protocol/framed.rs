@@ -18,7 +18,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,11 +33,14 @@ use crate::stats::Stats;
 /// The client socket of a framed connection, registered so that stopping the proxy can close it.
 struct ClientLink {
     client: TcpStream,
+    /// Set by `close_all`: a delay or a hang in progress ends.
+    closed: AtomicBool,
     _guards: ConnectionGuards,
 }
 
 impl Closable for ClientLink {
     fn close_all(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         let _ = self.client.shutdown(Shutdown::Both);
     }
 }
@@ -80,6 +83,8 @@ enum End {
     Close,
     /// Keep the backend for reuse if it is clean, then close the client.
     Done,
+    /// The client is parked (a hung client that half-closed): leave its socket open.
+    Parked,
 }
 
 /// Read buffer size of framed connections at most: their readers stay allocated for the
@@ -97,6 +102,8 @@ struct Conn<'a> {
     id: u64,
     peer: SocketAddr,
     client: &'a TcpStream,
+    /// Set when the proxy stops: a delay or a hang in progress ends.
+    closed: &'a AtomicBool,
     client_r: BufReader<&'a TcpStream>,
     framing: Box<dyn Framing>,
     sub: Subscription,
@@ -127,6 +134,7 @@ pub(crate) fn serve(
         );
         ClientLink {
             client,
+            closed: AtomicBool::new(false),
             _guards: guards,
         }
     });
@@ -137,6 +145,7 @@ pub(crate) fn serve(
         id,
         peer,
         client: &link.client,
+        closed: &link.closed,
         client_r: BufReader::with_capacity(ctx.bufsize.min(FRAMED_BUFFER), &link.client),
         framing,
         sub: ctx.hub.subscribe(),
@@ -151,6 +160,10 @@ pub(crate) fn serve(
     match conn.run() {
         Ok(End::Done) => conn.release_backend(),
         Ok(End::Close) => {}
+        Ok(End::Parked) => {
+            log::debug!("#{id} {peer} done");
+            return;
+        }
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             log::warn!("#{id} {peer}: malformed {protocol} data: {e}; closing this connection");
         }
@@ -207,7 +220,7 @@ impl Conn<'_> {
             let delay = call.delay;
             self.log_decision(entry, &req, "request", verdict, delay);
             match verdict {
-                Verdict::Forward => sleep(delay),
+                Verdict::Forward => self.sleep(delay),
                 Verdict::Fail => {
                     let reply = self.framing.error_reply(&req, &mut self.rng);
                     self.to_client().write_all(&reply.bytes)?;
@@ -589,7 +602,7 @@ impl Conn<'_> {
         self.log_decision(entry, req, "response", verdict, delay);
         let result = match verdict {
             Verdict::Forward => {
-                sleep(delay);
+                self.sleep(delay);
                 let backend = self
                     .backend
                     .as_mut()
@@ -642,7 +655,22 @@ impl Conn<'_> {
             let buffered = self.client_r.buffer().len();
             self.client_r.consume(buffered);
             match self.client_r.get_mut().read(&mut sink) {
-                Ok(0) => return Ok(End::Close),
+                Ok(0) => {
+                    // A client that half-closed may still wait for the answer: it is held
+                    // open, without this thread.
+                    return Ok(match self.client.try_clone() {
+                        Ok(client) => {
+                            self.ctx.parking.park(client, &self.ctx.workers);
+                            log::debug!(
+                                "#{} {}: half-closed while hung; parked",
+                                self.id,
+                                self.peer
+                            );
+                            End::Parked
+                        }
+                        Err(_) => End::Close,
+                    });
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Ok(End::Close),
@@ -702,6 +730,20 @@ impl Conn<'_> {
         Ok(End::Close)
     }
 
+    /// Waits `delay` (a behavior's latency), or less when the proxy stops meanwhile.
+    fn sleep(&self, delay: Duration) {
+        let Some(due) = Instant::now().checked_add(delay) else {
+            return;
+        };
+        while !self.closed.load(Ordering::Relaxed) {
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(STOP_POLL));
+        }
+    }
+
     /// Returns a clean backend connection to the pool when reuse is on.
     fn release_backend(&mut self) {
         if !self.ctx.protocol.stream_options().reuse_socket {
@@ -732,8 +774,5 @@ fn let_backend_answer(reader: &BufReader<TcpStream>) {
     }
 }
 
-fn sleep(delay: Duration) {
-    if !delay.is_zero() {
-        std::thread::sleep(delay);
-    }
-}
+/// How often a delayed call checks that the proxy is not stopping.
+const STOP_POLL: Duration = Duration::from_millis(50);

@@ -133,6 +133,13 @@ impl Link {
         let _ = self.backend.shutdown(Shutdown::Both);
     }
 
+    /// The hung client half-closed and is parked: the link ends without closing the client
+    /// socket (the parked copy keeps it open), and its delay lines stop.
+    fn leave_parked(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let _ = self.backend.shutdown(Shutdown::Both);
+    }
+
     /// A behavior closes the connection; with `--stay-connected` the client stays open.
     fn close_by_behavior(&self) {
         if self.stay_connected {
@@ -265,12 +272,25 @@ impl DelayLine {
             // link hangs: then a client that left ends it.
             if !link.hanging.load(Ordering::Relaxed) {
                 let _ = dst.shutdown(Shutdown::Write);
-            } else if dir == Direction::ToBackend {
+            } else if dir == Direction::ToBackend && !link.closed.load(Ordering::Relaxed) {
                 link.close_all();
             }
         }))?;
         Ok(DelayLine { tx })
     }
+}
+
+/// After a behavior ended the link or hung it: `true` when this pump goes on reading, to drop
+/// what the client sends while the link hangs (`hang`, or `--stay-connected` where a behavior
+/// would close); its buffer goes back meanwhile.
+fn keep_draining(link: &Link, dir: Direction, held: &mut Option<Vec<u8>>, ctx: &Context) -> bool {
+    if dir != Direction::ToBackend || !link.hanging.load(Ordering::Relaxed) {
+        return false;
+    }
+    if let Some(buf) = held.take() {
+        ctx.buffers.give(buf);
+    }
+    true
 }
 
 /// What waiting for a chunk gave.
@@ -285,7 +305,8 @@ enum Chunk {
 
 /// After a failed read: `true` to try again (interrupted, or a read timeout with the link
 /// still active); `false` once the link is closed (idle too long, or a socket error).
-fn retry_after(link: &Link, e: &io::Error, tag: &str) -> bool {
+fn retry_after(link: &Link, e: &io::Error, dir: Direction) -> bool {
+    let tag = dir.as_str();
     if e.kind() == io::ErrorKind::Interrupted {
         return true;
     }
@@ -302,17 +323,22 @@ fn retry_after(link: &Link, e: &io::Error, tag: &str) -> bool {
     } else {
         log::debug!("#{} {tag}: read failed: {e}", link.id);
     }
-    link.close_all();
+    if dir == Direction::ToClient && link.hanging.load(Ordering::Relaxed) {
+        // The backend's side of a hung link failed (it was dropped): the client stays.
+        let _ = link.backend.shutdown(Shutdown::Both);
+    } else {
+        link.close_all();
+    }
     false
 }
 
 /// Waits until `src` has data (`Data(1)`) or ends, holding no buffer.
-fn wait_for_data(link: &Link, src: &TcpStream, tag: &str) -> Chunk {
+fn wait_for_data(link: &Link, src: &TcpStream, dir: Direction) -> Chunk {
     loop {
         match src.peek(&mut [0u8; 1]) {
             Ok(0) => return Chunk::End,
             Ok(_) => return Chunk::Data(1),
-            Err(e) if retry_after(link, &e, tag) => {}
+            Err(e) if retry_after(link, &e, dir) => {}
             Err(_) => return Chunk::Closed,
         }
     }
@@ -325,11 +351,11 @@ fn read_chunk(
     src: &TcpStream,
     held: &mut Option<Vec<u8>>,
     ctx: &Context,
-    tag: &str,
+    dir: Direction,
 ) -> Chunk {
     loop {
         let Some(buf) = held.as_mut() else {
-            match wait_for_data(link, src, tag) {
+            match wait_for_data(link, src, dir) {
                 Chunk::Data(_) => *held = Some(ctx.buffers.take()),
                 other => return other,
             }
@@ -338,7 +364,7 @@ fn read_chunk(
         match (&*src).read(buf) {
             Ok(0) => return Chunk::End,
             Ok(n) => return Chunk::Data(n),
-            Err(e) if retry_after(link, &e, tag) => {}
+            Err(e) if retry_after(link, &e, dir) => {}
             Err(_) => return Chunk::Closed,
         }
     }
@@ -376,7 +402,7 @@ fn splice_chunk(
 ) -> Spliced {
     let tag = dir.as_str();
     if pipe.is_none() {
-        match wait_for_data(link, src, tag) {
+        match wait_for_data(link, src, dir) {
             Chunk::Data(_) => {}
             Chunk::End => return Spliced::End,
             Chunk::Closed => return Spliced::Closed,
@@ -396,7 +422,7 @@ fn splice_chunk(
     let n = loop {
         match p.fill(src, max) {
             Ok(n) => break n,
-            Err(e) if retry_after(link, &e, tag) => {}
+            Err(e) if retry_after(link, &e, dir) => {}
             Err(_) => return Spliced::Closed,
         }
     };
@@ -494,7 +520,7 @@ fn pump(
         let spliced = None;
         let n = match spliced {
             Some(n) => n,
-            None => match read_chunk(link, src, &mut held, ctx, tag) {
+            None => match read_chunk(link, src, &mut held, ctx, dir) {
                 Chunk::Data(n) => n,
                 Chunk::End => break,
                 Chunk::Closed => return,
@@ -567,17 +593,18 @@ fn pump(
             if !queued || l.tx.send((due, Held::End(ending))).is_err() {
                 return; // the writer failed and closed the link
             }
-            match ending {
-                Ending::Hang if dir == Direction::ToBackend => {
-                    hung = true;
-                    if let Some(buf) = held.take() {
-                        ctx.buffers.give(buf);
-                    }
-                    continue;
+            // The writer ends the link once it has written what is ahead; what the client
+            // sends meanwhile is dropped when the end is a hang (also a close or an abort
+            // with --stay-connected, which hang the client instead).
+            let hangs = matches!(ending, Ending::Hang) || link.stay_connected;
+            if hangs && dir == Direction::ToBackend {
+                hung = true;
+                if let Some(buf) = held.take() {
+                    ctx.buffers.give(buf);
                 }
-                // The writer ends the link once it has written what is ahead.
-                _ => return,
+                continue;
             }
+            return;
         }
         match verdict {
             Verdict::Forward => {}
@@ -597,11 +624,17 @@ fn pump(
             Verdict::Abort if dir == Direction::ToBackend => {
                 let _ = dst.write_all(buf);
                 Ending::Abort.apply(link);
-                return;
+                if !keep_draining(link, dir, &mut held, ctx) {
+                    return;
+                }
+                continue;
             }
             Verdict::Fail | Verdict::Close | Verdict::Abort => {
                 link.close_by_behavior();
-                return;
+                if !keep_draining(link, dir, &mut held, ctx) {
+                    return;
+                }
+                continue;
             }
         }
         if delay.is_zero() && line.is_none() {
@@ -638,9 +671,21 @@ fn pump(
         }
     }
     // End of stream from `src`.
-    if link.hanging.load(Ordering::Relaxed) {
+    if hung || link.hanging.load(Ordering::Relaxed) {
         if dir == Direction::ToBackend {
-            link.close_all(); // the hung client left
+            // A hung client that half-closed may still wait for an answer: the link is held
+            // until the client is gone.
+            if let Some(buf) = held.take() {
+                ctx.buffers.give(buf);
+            }
+            match link.client.try_clone() {
+                Ok(client) => {
+                    ctx.parking.park(client, &ctx.workers);
+                    log::debug!("#{} {}: half-closed while hung; parked", link.id, link.peer);
+                    link.leave_parked();
+                }
+                Err(_) => link.close_all(),
+            }
         }
         return;
     }

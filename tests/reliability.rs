@@ -1,0 +1,234 @@
+//! What never breaks (SPEC §13), each defect once seen in a test named after what it checks:
+//! idle connections through live changes, `--stay-connected` on streams, a hang whose client
+//! half-closed, durations too long for the clock, and calls that wait for their reply.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Open client connections as `GET /stats` counts them.
+fn open_connections(http: SocketAddr) -> u64 {
+    let (status, stats) = api(http, "GET", "/stats", "", "");
+    assert_eq!(status, 200, "{stats}");
+    stats["connections"]["open"].as_u64().expect("open count")
+}
+
+/// Waits (at most 10 s) until the proxy counts `n` open connections.
+fn wait_open_connections(http: SocketAddr, n: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = open_connections(http);
+        if open == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {open} connections open, not {n}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The resident set size of process `pid`, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS line")
+}
+
+/// A proxy in front of `backend` with its control API on a free port, and `extra` options.
+fn with_api(backend: &Backend, extra: &[&str]) -> Vaurien {
+    let backend = backend.arg();
+    let mut args = vec![
+        "--backend",
+        backend.as_str(),
+        "--http",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    Vaurien::start(&args)
+}
+
+fn set_behavior(http: SocketAddr, body: &str) {
+    let (status, answer) = api(http, "PUT", "/behavior", body, "");
+    assert_eq!(status, 200, "PUT /behavior {body}: {answer}");
+}
+
+#[test]
+fn idle_connections_hold_no_history_of_behavior_changes() {
+    const IDLE: usize = 200;
+    const CHANGES: usize = 5_000;
+    let echo = Backend::echo();
+    let proxy = with_api(&echo, &[]);
+    let http = proxy.http_addr();
+    let mut idle: Vec<TcpStream> = (0..IDLE).map(|_| proxy.connect()).collect();
+    for (i, c) in idle.iter_mut().enumerate() {
+        let msg = format!("hello {i}");
+        assert_eq!(exchange(c, msg.as_bytes()), msg.as_bytes());
+    }
+    wait_open_connections(http, IDLE as u64, "idle clients");
+    let pid = proxy.child.id();
+    let before = rss_kib(pid);
+    within(Duration::from_secs(120), "behavior changes", move || {
+        // One keep-alive connection to the API, so that the changes are quick.
+        let mut api = TcpStream::connect(http).unwrap();
+        api.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = [0u8; 4096];
+        for i in 0..CHANGES {
+            let body = if i % 2 == 0 {
+                r#"{"name": "10:delay", "sleep": 0.01}"#
+            } else {
+                r#"{"name": "dummy"}"#
+            };
+            let request = format!(
+                "PUT /behavior HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            api.write_all(request.as_bytes()).unwrap();
+            let n = api.read(&mut answer).unwrap();
+            assert!(
+                answer[..n].starts_with(b"HTTP/1.1 200"),
+                "change {i}: {}",
+                String::from_utf8_lossy(&answer[..n])
+            );
+        }
+    });
+    let growth = rss_kib(pid).saturating_sub(before);
+    assert!(
+        growth < 10 * 1024,
+        "RSS grew by {growth} KiB over {CHANGES} changes with {IDLE} idle connections"
+    );
+    // Every idle connection still works, with the last mix.
+    for (i, c) in idle.iter_mut().enumerate() {
+        let msg = format!("again {i}");
+        assert_eq!(exchange(c, msg.as_bytes()), msg.as_bytes());
+    }
+}
+
+#[test]
+fn stay_connected_keeps_a_stream_client_hanging_on_blackout_and_abort() {
+    let echo = Backend::echo();
+    let proxy = with_api(&echo, &["--stay-connected"]);
+    let http = proxy.http_addr();
+    for behavior in ["blackout", "abort"] {
+        set_behavior(http, r#"{"name": "dummy"}"#);
+        let mut client = proxy.connect();
+        assert_eq!(exchange(&mut client, b"before"), b"before");
+        set_behavior(http, &format!(r#"{{"name": "{behavior}"}}"#));
+        client.write_all(b"during").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let outcome = within(Duration::from_secs(10), "read while hanging", move || {
+            (read_once(&mut client), client)
+        });
+        let (outcome, mut client) = outcome;
+        assert_eq!(
+            outcome,
+            ReadOutcome::TimedOut,
+            "{behavior} with --stay-connected must hang the client, not close it"
+        );
+        // What the client sends meanwhile is dropped, and the connection is still there.
+        client.write_all(b"more").unwrap();
+        assert_eq!(open_connections(http), 1, "{behavior}: the hung client");
+        drop(client);
+        wait_open_connections(http, 0, &format!("{behavior}: after the client left"));
+    }
+}
+
+#[test]
+fn a_hung_client_that_half_closed_is_held_until_it_leaves() {
+    let echo = Backend::echo();
+    let proxy = with_api(&echo, &["--behavior", "hang"]);
+    let http = proxy.http_addr();
+    let mut client = proxy.connect();
+    client.write_all(b"a request, then end of input").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let (outcome, client) = within(Duration::from_secs(10), "read while hanging", move || {
+        (read_once(&mut client), client)
+    });
+    assert_eq!(
+        outcome,
+        ReadOutcome::TimedOut,
+        "a half-close must not end the hang"
+    );
+    // Held without a thread or a connection slot: parked.
+    wait_open_connections(http, 0, "the half-closed hung client");
+    assert_eq!(parked_connections(http), 1);
+    // The client leaves for good (a reset, so that its going is seen at once).
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while parked_connections(http) > 0 {
+        assert!(Instant::now() < deadline, "the gone client is still parked");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Hung clients that half-closed, as `GET /stats` counts them.
+fn parked_connections(http: SocketAddr) -> u64 {
+    let (_, stats) = api(http, "GET", "/stats", "", "");
+    stats["connections"]["parked"]
+        .as_u64()
+        .expect("parked count")
+}
+
+#[test]
+fn durations_too_long_for_the_clock_are_refused_everywhere() {
+    // The command line: a usage error naming the option.
+    let out = run_vaurien(&["--behavior", "delay", "--behavior-delay-sleep", "1e20"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sleep") && stderr.contains("at most"),
+        "{stderr}"
+    );
+    let out = run_vaurien(&["--behavior", "delay", "--behavior-delay-jitter", "1e300"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // The INI file: a start-up failure naming the file.
+    let dir = fresh_dir("vaurien-long-delay").expect("temp dir");
+    let ini = dir.join("long.ini");
+    std::fs::write(
+        &ini,
+        "[vaurien]\nbehavior = delay\n\n[behavior:delay]\nsleep = 1e20\n",
+    )
+    .unwrap();
+    let out = run_vaurien(&["--config", ini.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sleep") && stderr.contains("at most"),
+        "{stderr}"
+    );
+    // The API: a 400 naming the option, and the proxy goes on serving.
+    let echo = Backend::echo();
+    let mut proxy = with_api(&echo, &[]);
+    let http = proxy.http_addr();
+    for body in [
+        r#"{"name": "delay", "sleep": 1e20}"#,
+        r#"{"name": "delay", "jitter": 1e300}"#,
+    ] {
+        let (status, answer) = api(http, "PUT", "/behavior", body, "");
+        assert_eq!(status, 400, "{body}: {answer}");
+        let key = answer["errors"][0]["name"].as_str().unwrap_or_default();
+        assert!(body.contains(key) && !key.is_empty(), "{answer}");
+    }
+    let mut client = proxy.connect();
+    assert_eq!(exchange(&mut client, b"still fine"), b"still fine");
+    assert_proxy_survived(&mut proxy, "refused durations");
+}
