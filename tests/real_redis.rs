@@ -605,58 +605,108 @@ fn subscribe_and_monitor_become_tunnels() {
     );
 }
 
+/// Writes `bytes` then QUIT on a fresh connection to `addr` and reads everything until the
+/// connection closes.
+fn raw_transcript(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut all = bytes.to_vec();
+    all.extend_from_slice(&command(&["QUIT"]));
+    within(Duration::from_secs(30), "a raw transcript", move || {
+        let mut s = connect(addr);
+        // The server may close before it read everything: a write error is its answer too.
+        let _ = s.write_all(&all);
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        got
+    })
+}
+
+/// `EVAL SCRIPT 1 KEY ARGS...` in RESP.
+fn eval(script: &str, key: &str, args: &[String]) -> Vec<u8> {
+    let mut all = vec!["EVAL", script, "1", key];
+    all.extend(args.iter().map(String::as_str));
+    command(&all)
+}
+
 #[test]
 #[ignore = "needs redis-server: make test-real"]
-fn garbage_closes_only_that_connection() {
+fn odd_input_gets_what_redis_itself_answers() {
     let server = RedisServer::start();
     let mut proxy = redis_proxy(&server, "100:dummy", &[]);
-    let addr = proxy.addr;
+    let direct: SocketAddr = server.addr().parse().unwrap();
     // A client that stays connected throughout.
-    let mut steady = connect(addr);
+    let mut steady = connect(proxy.addr);
     steady.write_all(&command(&["SET", "steady", "1"])).unwrap();
     expect(&mut steady, b"+OK\r\n", "steady client");
 
-    let garbage: [&[u8]; 3] = [
-        b"*2\r\n$3\r\nGET\r\n:1\r\n", // an integer where a bulk string must be
-        b"*1\r\n$4\r\nPINGxx\r\n",    // no CRLF after the bulk string
-        &[b'x'; 70 * 1024],           // an inline command longer than 64 KiB
+    let ping = command(&["PING"]);
+    let with_ping = |first: &[u8]| [first, &ping].concat();
+    let nested = "local a = {} local b = a for i = 1, 10000 do local c = {} b[1] = c b = c end \
+                  return a";
+    let lpush = "redis.call('DEL', KEYS[1]) return redis.call('LPUSH', KEYS[1], unpack(ARGV))";
+    let values: Vec<String> = (0..7999).map(|i| format!("v{i}")).collect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "empty multibulk counts",
+            with_ping(b"*-10\r\n*0\r\n*-1\r\n"),
+        ),
+        ("blank lines", with_ping(b"\r\n\n\r\n")),
+        (
+            "an integer where a bulk string must be",
+            b"*2\r\n$3\r\nGET\r\n:1\r\n".to_vec(),
+        ),
+        ("no '$'", b"*1\r\nfoo\r\n".to_vec()),
+        ("a negative bulk length", b"*1\r\n$-5\r\n".to_vec()),
+        ("a bad multibulk count", b"*abc\r\n".to_vec()),
+        (
+            "a count with a leading zero",
+            b"*01\r\n$4\r\nPING\r\n".to_vec(),
+        ),
+        ("unbalanced quotes", b"SET \"a b\r\n".to_vec()),
+        ("an inline command past 64 KiB", vec![b'a'; 70 * 1024]),
+        (
+            "no CRLF after a bulk string",
+            with_ping(b"*1\r\n$4\r\nPINGxx"),
+        ),
+        (
+            "a bulk count string past 64 KiB",
+            [&b"*1\r\n$"[..], &[b'1'; 70 * 1024]].concat(),
+        ),
+        ("a Lua reply nested past its stack", eval(nested, "n", &[])),
+        ("LPUSH of 7,999 values from Lua", eval(lpush, "q", &values)),
     ];
-    for (i, bytes) in garbage.iter().enumerate() {
-        let bytes = bytes.to_vec();
-        let (peer, outcome) = within(
-            Duration::from_secs(20),
-            "garbage to be refused",
-            move || {
-                let mut s = connect(addr);
-                let peer = s.local_addr().unwrap();
-                let _ = s.write_all(&bytes);
-                (peer, read_once(&mut s))
-            },
+    for (what, bytes) in &cases {
+        let want = raw_transcript(direct, bytes);
+        let got = raw_transcript(proxy.addr, bytes);
+        assert!(
+            got == want,
+            "{what}: through the proxy {:?}..., directly {:?}...",
+            text(&got[..got.len().min(200)]),
+            text(&want[..want.len().min(200)])
         );
-        assert!(outcome.is_closed(), "garbage #{i}: {outcome:?}");
-        let needle = peer.to_string();
-        let log = within(Duration::from_secs(10), "the warning to be logged", {
-            let path = proxy.log_path.clone();
-            move || {
-                poll_log(&path, |log| {
-                    has_line_with(log, &[&needle, "malformed redis data"])
-                })
-            }
-        });
-        assert!(log.contains("WARN"), "{log}");
     }
+    let lua = raw_transcript(proxy.addr, &cases[11].1);
+    assert!(
+        lua.starts_with(&b"*1\r\n".repeat(7000)) && text(&lua).contains("lua stack limit"),
+        "{}",
+        text(&lua[lua.len().saturating_sub(200)..])
+    );
+    assert!(text(&raw_transcript(proxy.addr, &cases[12].1)).starts_with(":7999\r\n"));
     // Others are unaffected: the steady connection and a new client.
     steady.write_all(&command(&["INCR", "steady"])).unwrap();
     expect(
         &mut steady,
         b":2\r\n",
-        "the steady client after the garbage",
+        "the steady client after the odd input",
     );
     let out = redis_cli(proxy.addr.port(), &[], "PING\n");
     assert_eq!(text(&out.stdout).trim(), "PONG");
-    assert!(proxy.is_running(), "{}", proxy.log());
-    assert!(!proxy.log().contains("panicked"));
+    assert_proxy_survived(&mut proxy, "odd redis input");
     assert!(server.log().contains("Ready to accept connections"));
+    assert!(
+        has_line_with(&proxy.log(), &["cannot frame", "goes through untouched"]),
+        "{}",
+        proxy.log()
+    );
 }
 
 /// Writes `n` INCR of `key` in one write and reads the `n` replies, one line each.

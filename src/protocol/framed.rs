@@ -15,6 +15,13 @@
 //! and, with `reuse_socket`, returned to the pool when the client leaves between calls. An
 //! upgrade (HTTP 101, redis SUBSCRIBE or MONITOR, SMTP STARTTLS) turns the connection into a
 //! tunnel that forwards bytes untouched.
+//!
+//! A proxy must not be stricter than the server behind it. What a parser cannot frame (a
+//! request the module does not know how to read, a line past its limits, a reply it cannot
+//! parse, a request cut by the client's end of input) is forwarded as it was read, and the
+//! rest of the connection goes through a tunnel: the backend answers the request as it would
+//! without the proxy (often with its own protocol error), and the client gets every byte the
+//! backend sent. Behaviors no longer apply to that connection; the log says so once.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -91,6 +98,70 @@ enum End {
 /// connection's life, and messages are parsed from them, not copied in bulk.
 const FRAMED_BUFFER: usize = 16 * 1024;
 
+/// A head or batch buffer that grew past this for one large message is given back once the
+/// call is done, so an idle session does not keep its largest message's memory.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// What a parser could not frame, carried up to [`serve`] inside an `io::Error`, so that the
+/// connection goes on as a tunnel with nothing lost.
+#[derive(Debug)]
+struct Unframed {
+    /// The client sent it; otherwise the backend.
+    from_client: bool,
+    /// What was read from that side for the message and not forwarded yet.
+    pending: Vec<u8>,
+    /// The backend ended in the middle of a reply: after `pending`, the client is closed.
+    ended: bool,
+    why: String,
+}
+
+impl std::fmt::Display for Unframed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for Unframed {}
+
+impl Unframed {
+    /// `e` carrying what `from_client` sent and the proxy could not frame, when it is a
+    /// framing error (malformed data, or the client's input cut mid-message); other errors
+    /// (a timeout, a socket error) are returned as they are.
+    fn wrap(e: io::Error, from_client: bool, pending: Vec<u8>) -> io::Error {
+        let kind = e.kind();
+        let framing = kind == io::ErrorKind::InvalidData
+            || (kind == io::ErrorKind::UnexpectedEof && (from_client || !pending.is_empty()));
+        if !framing || Unframed::is_in(&e) {
+            return e;
+        }
+        io::Error::new(
+            kind,
+            Unframed {
+                from_client,
+                pending,
+                ended: !from_client && kind == io::ErrorKind::UnexpectedEof,
+                why: e.to_string(),
+            },
+        )
+    }
+
+    fn is_in(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Unframed>())
+    }
+
+    /// The `Unframed` inside `e`, or `e` itself.
+    fn take(e: io::Error) -> Result<Unframed, io::Error> {
+        if !Unframed::is_in(&e) {
+            return Err(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<Unframed>()) {
+            Some(Ok(u)) => Ok(*u),
+            _ => Err(io::Error::from(kind)),
+        }
+    }
+}
+
 /// Calls forwarded in one batch at most: bounds what one client's pipeline holds.
 const MAX_BATCH: usize = 128;
 
@@ -157,7 +228,14 @@ pub(crate) fn serve(
         in_flight: Vec::new(),
     };
     let protocol = ctx.protocol.name().to_string();
-    match conn.run() {
+    let result = match conn.run() {
+        Err(e) => match Unframed::take(e) {
+            Ok(unframed) => conn.unframed(unframed, &protocol),
+            Err(e) => Err(e),
+        },
+        done => done,
+    };
+    match result {
         Ok(End::Done) => conn.release_backend(),
         Ok(End::Close) => {}
         Ok(End::Parked) => {
@@ -189,13 +267,16 @@ impl Conn<'_> {
             }
         }
         loop {
+            give_back_if_large(&mut self.head);
+            give_back_if_large(&mut self.out);
             self.head.clear();
             let req = match self
                 .framing
-                .read_request(&mut self.client_r, &mut self.head)?
+                .read_request(&mut self.client_r, &mut self.head)
             {
-                Some(r) => r,
-                None => return Ok(End::Done),
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(End::Done),
+                Err(e) => return Err(self.client_unframed(e)),
             };
             let live = self.sub.live().clone();
             let entry = live.mix.pick(&mut self.rng);
@@ -204,7 +285,9 @@ impl Conn<'_> {
                 match self.batch(req) {
                     Ok(Some(end)) => return Ok(end),
                     Ok(None) => continue,
-                    Err(_) if self.backend.is_none() => return Ok(End::Close),
+                    Err(e) if self.backend.is_none() && !Unframed::is_in(&e) => {
+                        return Ok(End::Close)
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -346,10 +429,17 @@ impl Conn<'_> {
         self.head.clear();
         let req = match self.framing.read_request(&mut rest, &mut self.head) {
             Ok(Some(req)) => req,
-            // Blank lines only, or a request cut by the end of the buffer: the call-by-call
-            // loop reads it from the socket.
+            // Blank lines only, a request cut by the end of the buffer, or one that cannot be
+            // framed: the call-by-call loop reads it from the socket.
             Ok(None) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                ) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(e),
         };
         let used = buffered.len() - rest.len();
@@ -393,15 +483,17 @@ impl Conn<'_> {
             .backend
             .as_mut()
             .ok_or_else(|| io::Error::other("no backend"))?;
-        self.framing.copy_body(
-            req.body,
-            &mut self.client_r,
-            &mut Counted::new(
-                backend.reader.get_ref(),
-                Direction::ToBackend,
-                &self.ctx.stats,
-            ),
-        )
+        self.framing
+            .copy_body(
+                req.body,
+                &mut self.client_r,
+                &mut Counted::new(
+                    backend.reader.get_ref(),
+                    Direction::ToBackend,
+                    &self.ctx.stats,
+                ),
+            )
+            .map_err(|e| Unframed::wrap(e, true, Vec::new()))
     }
 
     /// Reads the replies of a batch in order and forwards them, gathered into as few writes
@@ -424,15 +516,27 @@ impl Conn<'_> {
             }
             self.head.clear();
             let_backend_answer(&backend.reader);
-            let resp = self
+            let resp = match self
                 .framing
-                .read_response(req, &mut backend.reader, &mut self.head)?;
+                .read_response(req, &mut backend.reader, &mut self.head)
+            {
+                Ok(resp) => resp,
+                Err(e) => {
+                    // The replies before this one go first.
+                    to_client.write_all(out)?;
+                    out.clear();
+                    let mut pending = std::mem::take(&mut self.head);
+                    self.framing.unframed(&mut pending);
+                    return Err(Unframed::wrap(e, false, pending));
+                }
+            };
             out.extend_from_slice(&self.head);
             if resp.body != Body::None {
                 to_client.write_all(out)?;
                 out.clear();
                 self.framing
-                    .copy_body(resp.body, &mut backend.reader, &mut to_client)?;
+                    .copy_body(resp.body, &mut backend.reader, &mut to_client)
+                    .map_err(|e| Unframed::wrap(e, false, Vec::new()))?;
             }
             if resp.tunnel || resp.close {
                 to_client.write_all(out)?;
@@ -571,7 +675,8 @@ impl Conn<'_> {
                 .write_all(&req.early_reply)?;
         }
         self.framing
-            .copy_body(req.body, &mut self.client_r, &mut to_backend)?;
+            .copy_body(req.body, &mut self.client_r, &mut to_backend)
+            .map_err(|e| Unframed::wrap(e, true, Vec::new()))?;
         if !req.expects_response && !req.tunnel {
             backend.clean = true;
         }
@@ -587,9 +692,16 @@ impl Conn<'_> {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         let_backend_answer(&backend.reader);
-        let resp: Response = self
+        let resp: Response = match self
             .framing
-            .read_response(req, &mut backend.reader, &mut head)?;
+            .read_response(req, &mut backend.reader, &mut head)
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.framing.unframed(&mut head);
+                return Err(Unframed::wrap(e, false, head));
+            }
+        };
         let mut call = Call {
             direction: Direction::ToClient,
             data: &mut head,
@@ -613,7 +725,8 @@ impl Conn<'_> {
                     .inline_body(resp.body, &mut backend.reader, &mut head)?;
                 to_client.write_all(&head)?;
                 self.framing
-                    .copy_body(body, &mut backend.reader, &mut to_client)?;
+                    .copy_body(body, &mut backend.reader, &mut to_client)
+                    .map_err(|e| Unframed::wrap(e, false, Vec::new()))?;
                 backend.clean = !resp.close && backend.reader.buffer().is_empty();
                 if resp.tunnel {
                     Some(self.tunnel()?)
@@ -694,6 +807,54 @@ impl Conn<'_> {
         self.close_by_behavior()
     }
 
+    /// `e` from reading a request, carrying the bytes read for it when it is a framing error.
+    fn client_unframed(&mut self, e: io::Error) -> io::Error {
+        let mut pending = std::mem::take(&mut self.head);
+        self.framing.unframed(&mut pending);
+        Unframed::wrap(e, true, pending)
+    }
+
+    /// Goes on after what a parser could not frame: forwards what was read of it, then the
+    /// rest of the connection untouched (or closes, when the backend ended mid-reply).
+    fn unframed(&mut self, u: Unframed, protocol: &str) -> io::Result<End> {
+        if u.from_client {
+            log::info!(
+                "#{} {}: a {protocol} request the proxy cannot frame ({}); the rest of this \
+                 connection goes through untouched, for the backend to answer",
+                self.id,
+                self.peer,
+                u.why
+            );
+            if self.backend.is_none() && self.connect().is_err() {
+                return Ok(End::Close);
+            }
+            let backend = self
+                .backend
+                .as_ref()
+                .ok_or_else(|| io::Error::other("no backend"))?;
+            Counted::new(
+                backend.reader.get_ref(),
+                Direction::ToBackend,
+                &self.ctx.stats,
+            )
+            .write_all(&u.pending)?;
+        } else {
+            self.to_client().write_all(&u.pending)?;
+            if u.ended {
+                log::debug!("#{} the backend closed in the middle of a reply", self.id);
+                return Ok(End::Close);
+            }
+            log::warn!(
+                "#{} {}: a {protocol} reply the proxy cannot frame ({}); the rest of this \
+                 connection goes through untouched",
+                self.id,
+                self.peer,
+                u.why
+            );
+        }
+        self.tunnel()
+    }
+
     /// Forwards bytes untouched both ways until both sides are done.
     fn tunnel(&mut self) -> io::Result<End> {
         let backend = self
@@ -757,6 +918,13 @@ impl Conn<'_> {
                     .put(&self.backend_addr, b.reader.into_inner(), b.born);
             }
         }
+    }
+}
+
+/// Gives back the memory of a buffer that grew past [`KEEP_BUFFER`] for one large message.
+fn give_back_if_large(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
     }
 }
 

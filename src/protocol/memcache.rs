@@ -20,11 +20,15 @@
 //! head reaches 1 MiB, is copied as it arrives ([`Framing::copy_body`] with [`Body::Length`]
 //! of the block; the session keeps the parse state), so memory stays bounded.
 //!
-//! Commands are checked as strictly as memcached parses them where a mistake would desync the
-//! two sides (memcached does not swallow the data block of a storage command whose line it
-//! cannot parse): an unknown command, a wrong number of words, a key longer than 250 bytes, a
-//! bad number, a data block not ended by CRLF, a control character in a line, an unexpected
-//! reply line are `InvalidData`, and the driver closes that connection with a warning.
+//! A command the module cannot frame with certainty is `InvalidData`, with every byte it
+//! consumed kept in the head: an unknown command, a wrong number of words, a key longer than
+//! 250 bytes, a bad number, a data length past `i32::MAX - 2`, a data block not ended by CRLF,
+//! a control character in a line, and the binary protocol (a connection whose first byte is
+//! 0x80). The driver then forwards it and the rest of the connection untouched, and memcached
+//! answers as it would directly (`ERROR`, `CLIENT_ERROR ...`, and for a storage line it cannot
+//! parse, its data block read as the next command: memcached swallows no block then, so only
+//! it can say what follows). An unexpected reply line is `InvalidData` too, and is forwarded
+//! the same way.
 //!
 //! `noreply` as the last word makes a command expect no reply; `quit` expects none and closes.
 //! `watch` (a log stream) turns the connection into a byte tunnel.
@@ -43,7 +47,7 @@
 //! that fails gets the error line at once (quiet mode always reports errors), ahead of the
 //! replies of its batch that the backend still holds.
 
-use super::parse::{cut_short, invalid, more_input, show, trim_eol};
+use super::parse::{cut_short, invalid, more_input, peek, read_exactly, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -61,8 +65,10 @@ pub const MAX_REPLY_LINE: usize = 8192;
 pub const MAX_KEY: usize = 250;
 /// A base64 key (meta flag `b`) is at most this long.
 pub const MAX_KEY_BASE64: usize = 344;
-/// A data block is at most this long.
-pub const MAX_DATA: u64 = 64 << 20;
+/// A data block is at most this long (memcached reads a length into an `int` and refuses
+/// more than this; past it, what it does with the bytes is its own: they go through as a
+/// tunnel).
+pub const MAX_DATA: u64 = i32::MAX as u64 - 2;
 /// A data block longer than this is copied as it arrives rather than held in the head.
 pub const STREAM_BLOCK: u64 = 64 * 1024;
 /// Past this many bytes of head, the rest of a reply is copied as it arrives.
@@ -129,6 +135,9 @@ pub struct MemcacheSession {
     pending: Option<Pending>,
     /// Quiet meta commands forwarded since the last `mn`.
     quiet: usize,
+    /// A request was read: memcached takes a first byte 0x80 for the binary protocol only
+    /// at the start of a connection.
+    started: bool,
 }
 
 /// Where a message stopped, to go on in `copy_body`.
@@ -186,18 +195,10 @@ fn read_reply_line(r: &mut dyn BufRead, out: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads a data block of `len` bytes and its CRLF into `out`.
+/// Reads a data block of `len` bytes and its CRLF into `out` (all that was read stays in
+/// `out` on an error).
 fn read_block(r: &mut dyn BufRead, out: &mut Vec<u8>, len: u64) -> io::Result<()> {
-    let start = out.len();
-    out.resize(start + len as usize + 2, 0);
-    if let Err(e) = r.read_exact(&mut out[start..]) {
-        out.truncate(start);
-        return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-            cut_short("data block cut short by the end of input")
-        } else {
-            e
-        });
-    }
+    read_exactly(r, out, len as usize + 2, "data block")?;
     if !out.ends_with(b"\r\n") {
         return Err(invalid("data block not ended by CRLF"));
     }
@@ -211,19 +212,15 @@ fn copy_block(from: &mut dyn BufRead, to: &mut dyn Write, total: u64) -> io::Res
     if copied < data {
         return Err(cut_short("data block cut short by the end of input"));
     }
-    let mut crlf = [0u8; 2];
+    let mut crlf = Vec::with_capacity(2);
     let want = (total - data) as usize;
-    from.read_exact(&mut crlf[..want]).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            cut_short("data block cut short by the end of input")
-        } else {
-            e
-        }
-    })?;
-    if crlf[..want] != b"\r\n"[..want] {
+    let read = read_exactly(from, &mut crlf, want, "data block");
+    to.write_all(&crlf)?;
+    read?;
+    if crlf[..] != b"\r\n"[..want] {
         return Err(invalid("data block not ended by CRLF"));
     }
-    to.write_all(&crlf[..want])
+    Ok(())
 }
 
 /// A decimal number of at most 20 digits.
@@ -633,8 +630,11 @@ fn copy_rest(mut pending: Pending, from: &mut dyn BufRead, to: &mut dyn Write) -
             return Ok(());
         };
         line.clear();
-        read_reply_line(from, &mut line)?;
+        let read = read_reply_line(from, &mut line);
+        // What was read goes on even when it cannot be parsed: the driver then forwards the
+        // rest untouched.
         to.write_all(&line)?;
+        read?;
         match reply_step(shape, trim_eol(&line))? {
             Step::Done => return Ok(()),
             Step::More => pending.block = 0,
@@ -665,8 +665,11 @@ impl Framing for MemcacheSession {
         head: &mut Vec<u8>,
     ) -> io::Result<Option<Request>> {
         self.pending = None;
-        if !more_input(client)? {
+        let Some(first) = peek(client)? else {
             return Ok(None);
+        };
+        if !std::mem::replace(&mut self.started, true) && first == 0x80 {
+            return Err(invalid("the binary protocol (the first byte is 0x80)"));
         }
         let start = head.len();
         let complete = read_until_lf(client, head, start, MAX_LINE)?
@@ -986,8 +989,9 @@ mod tests {
             ),
             (b"cas foo 0 0 1\r\nx\r\n", io::ErrorKind::InvalidData),
             (b"cas foo 0 0 1 x\r\nx\r\n", io::ErrorKind::InvalidData),
-            // Oversized.
-            (b"set foo 0 0 67108865\r\n", io::ErrorKind::InvalidData),
+            // Oversized for memcached's int, and a 64 MiB one, which is streamed.
+            (b"set foo 0 0 2147483646\r\n", io::ErrorKind::InvalidData),
+            (b"set foo 0 0 67108865\r\n", io::ErrorKind::UnexpectedEof),
             (
                 b"set foo 0 0 99999999999999999999999\r\n",
                 io::ErrorKind::InvalidData,
@@ -1008,6 +1012,35 @@ mod tests {
         get.extend_from_slice(&key);
         get.extend_from_slice(b"k\r\n");
         assert_eq!(kind(request(&get)), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_binary_protocol_is_not_framed_and_only_starts_a_connection() {
+        let get = b"\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00k";
+        assert_eq!(kind(request(get)), io::ErrorKind::InvalidData);
+        // Later in a text connection, 0x80 is a byte of a text line: an unknown command.
+        let mut s = MemcacheSession::default();
+        request_in(&mut s, b"version\r\n").unwrap().unwrap();
+        let e = request_in(&mut s, b"\x80x\r\n").unwrap_err();
+        assert!(e.to_string().contains("unknown memcache command"), "{e}");
+    }
+
+    #[test]
+    fn a_command_that_cannot_be_framed_keeps_every_byte_it_consumed() {
+        for input in [
+            &b"foo\r\n"[..],
+            b"set k 0 0 blah\r\nhello\r\n",
+            b"set k 0 0 3\r\nabcXY",
+            b"cas k 0 0 1 notanumber\r\nx\r\n",
+        ] {
+            let mut s = MemcacheSession::default();
+            let mut r = input;
+            let mut head = Vec::new();
+            let e = s.read_request(&mut r, &mut head).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{}", show(input));
+            let consumed = input.len() - r.len();
+            assert_eq!(head, &input[..consumed], "{}", show(input));
+        }
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub enum Body {
     Chunked,
     /// Everything until the sender closes (a response only).
     UntilClose,
+    /// Up to an end the session itself recognizes (the `.` line of an SMTP message); only the
+    /// session's own `copy_body` copies it.
+    Delimited,
 }
 
 /// A call's short name (`GET`, `SET`...), held inline: naming a call allocates nothing.
@@ -173,8 +176,11 @@ pub struct ErrorReply {
 }
 
 /// One connection's framing: pure parsers over buffered readers, with the state a session
-/// needs (an SMTP `DATA` body follows a `354` reply). Malformed data is an
-/// `io::ErrorKind::InvalidData` error; the driver closes that connection with a warning.
+/// needs (an SMTP `DATA` body follows a `354` reply). What a parser cannot frame is an
+/// `io::ErrorKind::InvalidData` error, with every byte it consumed kept in `head` (or, for a
+/// body, written to its destination); the driver then forwards those bytes and the rest of
+/// the connection untouched, so that the backend (or the client) gets what it would get
+/// without the proxy.
 pub trait Framing: Send {
     /// Whether the backend speaks first (a greeting read as the response to
     /// [`Request::greeting`]).
@@ -216,9 +222,9 @@ pub trait Framing: Send {
                 Ok(())
             }
             Body::UntilClose => io::copy(from, to).map(drop),
-            Body::Chunked => Err(io::Error::new(
+            Body::Chunked | Body::Delimited => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "chunked bodies are HTTP's",
+                "a body this protocol does not have",
             )),
         }
     }
@@ -235,6 +241,12 @@ pub trait Framing: Send {
     }
     /// The protocol's own error answer to `req`.
     fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply;
+    /// Called when `read_request` or `read_response` failed: appends to `head` the bytes of
+    /// the failed message that were consumed but not put in `head`, so that the driver can
+    /// forward them, and the rest of the connection, untouched. Parsers keep every byte they
+    /// consume in `head`, so by default there is none; HTTP reads a head into a buffer of its
+    /// own.
+    fn unframed(&mut self, _head: &mut Vec<u8>) {}
     /// Whether the requests a client pipelined may be forwarded before the replies to earlier
     /// ones are read: replies come back in request order, and how the next request reads
     /// does not depend on an earlier reply (redis; memcache outside quiet meta commands).

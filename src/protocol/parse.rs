@@ -44,6 +44,33 @@ pub(crate) fn peek(r: &mut dyn BufRead) -> io::Result<Option<u8>> {
     }
 }
 
+/// Appends exactly `n` bytes of `r` to `out` as they arrive. On an error, `out` holds every
+/// byte consumed before it, so that a driver can still forward them; fewer bytes than `n`
+/// before the end of input is `UnexpectedEof` naming `what`.
+pub(crate) fn read_exactly(
+    r: &mut dyn BufRead,
+    out: &mut Vec<u8>,
+    n: usize,
+    what: &str,
+) -> io::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let buf = match r.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Err(cut_short(format!("{what} cut short by the end of input")));
+        }
+        let take = buf.len().min(left);
+        out.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        left -= take;
+    }
+    Ok(())
+}
+
 /// Whether input is waiting; `false` at end of input.
 pub(crate) fn more_input(r: &mut dyn BufRead) -> io::Result<bool> {
     Ok(peek(r)?.is_some())
@@ -106,5 +133,17 @@ mod tests {
         assert_eq!(trim_eol(b"a\n"), b"a");
         assert_eq!(trim_eol(b"a\r"), b"a");
         assert_eq!(trim_eol(b"a"), b"a");
+    }
+
+    #[test]
+    fn read_exactly_keeps_what_it_consumed_before_the_end() {
+        let mut out = b"head ".to_vec();
+        read_exactly(&mut &b"abcdef"[..], &mut out, 3, "x").unwrap();
+        assert_eq!(out, b"head abc");
+        let mut out = Vec::new();
+        let mut r = io::BufReader::with_capacity(2, &b"abcde"[..]);
+        let e = read_exactly(&mut r, &mut out, 9, "a block").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(out, b"abcde", "every consumed byte is kept");
     }
 }

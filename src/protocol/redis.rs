@@ -11,14 +11,22 @@
 //! with `.`). An attribute precedes the value it describes and belongs to the same reply; so
 //! does an out-of-band push that arrives before a reply.
 //!
-//! Messages are forwarded byte for byte. Limits, as the server has them: a line (type line or
-//! inline command) is at most 64 KiB, a bulk string at most 512 MiB, aggregates nest at most
-//! 128 deep, a command has at most `i32::MAX` arguments. Memory stays bounded: a bulk string
-//! longer than 64 KiB, and whatever follows once a head reaches 1 MiB, is copied as it arrives
+//! Messages are forwarded byte for byte. Commands are read as the server reads them: a
+//! multibulk count or a bulk length is a decimal as `string2ll` takes it (no `+`, no leading
+//! zero), a count of zero or less is an empty command the server skips without a reply, a
+//! line (type line or inline command) is at most 64 KiB, a command's bulk string at most
+//! 512 MiB (the server's default `proto-max-bulk-len`), a command has at most `i32::MAX`
+//! arguments, and the two bytes after a bulk string are not checked (the server skips them).
+//! Replies may nest 65,536 aggregates deep that are not the last element of their parent (a
+//! last element does not count: Lua's replies nest some 8,000 deep, each the only element of
+//! the one above), with bulk strings of any length. Memory stays bounded: a bulk string longer
+//! than 64 KiB, and whatever follows once a head reaches 1 MiB, is copied as it arrives
 //! ([`Framing::copy_body`], with [`Body::Length`] of the bulk string's remaining bytes; the
-//! session keeps the parse state). Anything else (an unknown type byte, a bad length, a
-//! missing CRLF, unbalanced quotes in an inline command) is `InvalidData`: the driver closes
-//! that connection with a warning.
+//! session keeps the parse state). What the module cannot read that way (an unknown type byte,
+//! a bad length, a line too long, unbalanced quotes in an inline command) is `InvalidData`,
+//! with every byte it consumed kept in the head: the driver forwards it, and the rest of the
+//! connection, untouched, so the server answers it as it would directly (usually
+//! `-ERR Protocol error: ...` before it closes).
 //!
 //! `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` and their `UNSUBSCRIBE` forms (whose replies come
 //! one per channel, and later as messages), `MONITOR`, `SYNC`/`PSYNC`, `CLIENT REPLY` (which
@@ -26,7 +34,7 @@
 //! the connection into a byte tunnel. `QUIT` closes the connection after its `+OK`. The `error`
 //! behavior answers `-ERR vaurien: ...` and the connection stays usable.
 
-use super::parse::{cut_short, invalid, peek, show, trim_eol};
+use super::parse::{cut_short, invalid, peek, read_exactly, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -36,10 +44,11 @@ use crate::protocol::{
 
 /// A type line or an inline command, terminator included, is at most this long.
 pub const MAX_LINE: usize = 64 * 1024;
-/// A bulk string is at most this long (the server's default `proto-max-bulk-len`).
+/// A command's bulk string is at most this long (the server's default `proto-max-bulk-len`).
 pub const MAX_BULK: u64 = 512 << 20;
-/// Aggregates nest at most this deep.
-pub const MAX_DEPTH: usize = 128;
+/// Aggregates of a reply nest at most this deep, not counting those that are the last
+/// element of their parent (which the parser forgets as soon as it enters them).
+pub const MAX_DEPTH: usize = 1 << 16;
 /// A command has at most this many arguments (the server's limit).
 pub const MAX_ARGS: u64 = i32::MAX as u64;
 /// An aggregate has at most this many elements (a map or an attribute, twice as many).
@@ -153,7 +162,6 @@ fn read_line(r: &mut dyn BufRead, out: &mut Vec<u8>, crlf: bool, what: &str) -> 
     let n = r.take(MAX_LINE as u64).read_until(b'\n', out)?;
     if !out.ends_with(b"\n") || n == 0 {
         if n >= MAX_LINE {
-            out.truncate(start);
             return Err(invalid(format!("{what} longer than 64 KiB")));
         }
         return Err(cut_short(format!("{what} cut short by the end of input")));
@@ -182,6 +190,33 @@ fn parse_len(field: &[u8], what: &str) -> io::Result<Len> {
     Ok(Len::N(n))
 }
 
+/// A count or length of a command as the server reads it (`string2ll`): an optional `-`, then
+/// `0` alone or digits without a leading zero, within an `i64`.
+fn server_ll(field: &[u8]) -> Option<i64> {
+    let (negative, digits) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, field),
+    };
+    if digits == b"0" {
+        return (!negative).then_some(0);
+    }
+    if digits.is_empty()
+        || digits.len() > 19
+        || digits[0] == b'0'
+        || !digits.iter().all(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    let n = digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    if negative {
+        0i64.checked_sub_unsigned(n)
+    } else {
+        i64::try_from(n).ok()
+    }
+}
+
 fn check_number(field: &[u8], kind: u8) -> io::Result<()> {
     let ok = match kind {
         b':' => std::str::from_utf8(field).is_ok_and(|s| s.parse::<i64>().is_ok()),
@@ -207,6 +242,12 @@ fn check_number(field: &[u8], kind: u8) -> io::Result<()> {
 }
 
 fn push_frame(stack: &mut Vec<Frame>, frame: Frame) -> io::Result<()> {
+    // A parent whose last element this is has nothing left to read: forget it, so that a
+    // chain of one-element aggregates (a nested Lua table) costs one frame, not one a level.
+    // The bottom frame stays: it tells a reply's own push from one nested in it.
+    while stack.len() > 1 && stack.last() == Some(&Frame::Count(0)) {
+        stack.pop();
+    }
     if stack.len() > MAX_DEPTH {
         return Err(invalid(format!(
             "aggregates nested deeper than {MAX_DEPTH}"
@@ -216,30 +257,14 @@ fn push_frame(stack: &mut Vec<Frame>, frame: Frame) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads the `n` bytes of a bulk payload and its CRLF into `out`, or asks for them to be
-/// copied as they arrive when there are many.
+/// Reads the `n` bytes of a bulk payload and the two bytes after it (CRLF, not checked: the
+/// server skips them) into `out`, or asks for them to be copied as they arrive when there
+/// are many.
 fn bulk_payload(r: &mut dyn BufRead, out: &mut Vec<u8>, n: u64) -> io::Result<Option<Stop>> {
-    if n > MAX_BULK {
-        return Err(invalid(format!(
-            "bulk string of {n} bytes, more than 512 MiB"
-        )));
-    }
     if n > STREAM_BULK {
         return Ok(Some(Stop::Bulk(n + 2)));
     }
-    let start = out.len();
-    out.resize(start + n as usize + 2, 0);
-    if let Err(e) = r.read_exact(&mut out[start..]) {
-        out.truncate(start);
-        return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-            cut_short("bulk string cut short by the end of input")
-        } else {
-            e
-        });
-    }
-    if !out.ends_with(b"\r\n") {
-        return Err(invalid("bulk string not followed by CRLF"));
-    }
+    read_exactly(r, out, n as usize + 2, "bulk string")?;
     Ok(None)
 }
 
@@ -315,6 +340,14 @@ fn parse(
         match kind {
             b'+' | b'-' => {}
             b':' | b',' | b'(' | b'#' | b'_' => check_number(field, kind)?,
+            b'$' if request => match server_ll(field) {
+                Some(n) if (0..=MAX_BULK as i64).contains(&n) => {
+                    if let Some(stop) = bulk_payload(r, out, n as u64)? {
+                        return Ok(stop);
+                    }
+                }
+                _ => return Err(invalid(format!("invalid bulk length {:?}", show(line)))),
+            },
             b'$' | b'!' | b'=' => match parse_len(field, "bulk string")? {
                 Len::N(n) => {
                     if let Some(stop) = bulk_payload(r, out, n)? {
@@ -352,20 +385,13 @@ fn parse(
     }
 }
 
-/// Copies `total` bytes of a bulk string, the last two of which must be CRLF.
+/// Copies `total` bytes of a bulk string as they arrive (the last two, CRLF, unchecked).
 fn copy_bulk(from: &mut dyn BufRead, to: &mut dyn Write, total: u64) -> io::Result<()> {
-    let payload = total.saturating_sub(2);
-    let copied = io::copy(&mut from.take(payload), to)?;
-    if copied < payload {
+    let copied = io::copy(&mut from.take(total), to)?;
+    if copied < total {
         return Err(cut_short("bulk string cut short by the end of input"));
     }
-    let mut crlf = [0u8; 2];
-    from.read_exact(&mut crlf)
-        .map_err(|_| cut_short("bulk string cut short by the end of input"))?;
-    if crlf != *b"\r\n" {
-        return Err(invalid("bulk string not followed by CRLF"));
-    }
-    to.write_all(&crlf)
+    Ok(())
 }
 
 /// The first two arguments of a RESP command head (those held whole in it), and how many
@@ -595,6 +621,11 @@ impl Framing for RedisSession {
             if first != b'*' {
                 read_line(client, head, false, "inline command")?;
                 let line = trim_eol(&head[start..]);
+                if line.contains(&0) {
+                    // The server looks for the line end with strchr, which stops at a NUL:
+                    // it waits for more, and answers only once 64 KiB piled up.
+                    return Err(invalid("a NUL byte in an inline command"));
+                }
                 let args = split_args(line).ok_or_else(|| {
                     invalid(format!(
                         "unbalanced quotes in inline command {:?}",
@@ -610,10 +641,16 @@ impl Framing for RedisSession {
             }
             read_line(client, head, true, "command header")?;
             let field = &head[start + 1..head.len() - 2];
-            let count = match parse_len(field, "command")? {
-                Len::N(0) | Len::Null => continue, // an empty command: no reply
-                Len::N(n) if n <= MAX_ARGS => n,
-                _ => return Err(invalid(format!("bad command length {:?}", show(field)))),
+            let count = match server_ll(field) {
+                // An empty command (`*0`, `*-1`, `*-10`): the server skips it, no reply.
+                Some(n) if n <= 0 => continue,
+                Some(n) if n as u64 <= MAX_ARGS => n as u64,
+                _ => {
+                    return Err(invalid(format!(
+                        "invalid multibulk length {:?}",
+                        show(field)
+                    )))
+                }
             };
             let mut stack = std::mem::take(&mut self.stack);
             stack.clear();
@@ -668,9 +705,11 @@ impl Framing for RedisSession {
                 copy_bulk(from, to, bulk)?;
             }
             buf.clear();
-            let stop = parse(from, &mut buf, &mut resume.stack, resume.request)?;
+            let stop = parse(from, &mut buf, &mut resume.stack, resume.request);
+            // What was read goes on even when it cannot be parsed: the driver then forwards
+            // the rest untouched.
             to.write_all(&buf)?;
-            match stop {
+            match stop? {
                 Stop::Done => return Ok(()),
                 Stop::Bulk(n) => bulk = n,
             }
@@ -890,8 +929,6 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
             b"$abc\r\n",
             b"$\r\n",
             b"$+5\r\nhello\r\n",
-            b"$3\r\nhello\r\n",
-            b"$5\r\nhelloXY",
             b"*-2\r\n",
             b"*x\r\n",
             b"*1\r\n\r\n",
@@ -923,8 +960,29 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
     }
 
     #[test]
+    fn the_two_bytes_after_a_bulk_string_are_not_checked_as_the_server_does_not() {
+        let (fwd, rest) = reply(b"$5\r\nhelloXY+NEXT\r\n").unwrap();
+        assert_eq!(
+            (&fwd[..], &rest[..]),
+            (&b"$5\r\nhelloXY"[..], &b"+NEXT\r\n"[..])
+        );
+        let (req, fwd, rest) = request(b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.name, "PING");
+        assert_eq!(fwd, b"*1\r\n$4\r\nPINGxx");
+        assert_eq!(rest, b"*1\r\n$4\r\nPING\r\n");
+    }
+
+    #[test]
     fn oversized_lengths_and_lines() {
-        bad_reply(b"$536870913\r\n");
+        // A reply's bulk string of any length is streamed (the server's limit is settable).
+        let mut s = RedisSession::default();
+        let mut head = Vec::new();
+        let resp = s
+            .read_response(&Request::default(), &mut &b"$536870913\r\n"[..], &mut head)
+            .unwrap();
+        assert_eq!(resp.body, Body::Length(536_870_915));
         bad_reply(b"$99999999999999999999\r\n");
         bad_reply(b"*1099511627777\r\n");
         let mut long = b"+".to_vec();
@@ -939,14 +997,23 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
     }
 
     #[test]
-    fn nesting_is_limited() {
+    fn nesting_goes_past_the_servers_own() {
+        // A Lua table nested deeper than the server converts: 7,995 levels, then the error
+        // it puts at the bottom (what redis 7 sends for a table nested 10,000 deep).
+        let mut lua = b"*1\r\n".repeat(7995);
+        lua.extend_from_slice(b"-ERR reached lua stack limit\r\n");
+        whole_reply(&lua);
+        // One-element chains cost nothing however deep; other nesting is bounded.
+        let mut chain = b"*1\r\n".repeat(MAX_DEPTH * 2);
+        chain.extend_from_slice(b":1\r\n");
+        whole_reply(&chain);
         let nested = |depth: usize| {
-            let mut m = b"*1\r\n".repeat(depth);
-            m.extend_from_slice(b":1\r\n");
+            let mut m = b"*2\r\n".repeat(depth);
+            m.extend_from_slice(&b":1\r\n".repeat(depth + 1));
             m
         };
         whole_reply(&nested(MAX_DEPTH));
-        bad_reply(&nested(MAX_DEPTH + 1));
+        bad_reply(&nested(MAX_DEPTH + 2));
         // depth is not the element count: a long flat array is fine
         let mut flat = b"*1000\r\n".to_vec();
         flat.extend_from_slice(&b":7\r\n".repeat(1000));
@@ -974,9 +1041,9 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
         mget.extend_from_slice(&msg);
         mget.extend_from_slice(b"$-1\r\n");
         whole_reply(&mget);
-        let mut bad = msg[..msg.len() - 2].to_vec();
-        bad.extend_from_slice(b"XX");
-        bad_reply(&bad);
+        let mut odd = msg[..msg.len() - 2].to_vec();
+        odd.extend_from_slice(b"XX");
+        whole_reply(&odd);
         truncated_reply(&msg[..msg.len() - 10]);
     }
 
@@ -1149,11 +1216,15 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
             (b"*1\r\n$-1\r\n", io::ErrorKind::InvalidData),
             (b"*1\r\n$?\r\n", io::ErrorKind::InvalidData),
             (b"*?\r\n", io::ErrorKind::InvalidData),
-            (b"*-3\r\n", io::ErrorKind::InvalidData),
             (b"*abc\r\n", io::ErrorKind::InvalidData),
+            (b"*+5\r\n", io::ErrorKind::InvalidData),
+            (b"*007\r\n", io::ErrorKind::InvalidData),
+            (b"*-0\r\n", io::ErrorKind::InvalidData),
             (b"*2147483648\r\n", io::ErrorKind::InvalidData),
-            (b"*1\r\n$4\r\nPINGxx", io::ErrorKind::InvalidData),
             (b"*1\r\n$536870913\r\n", io::ErrorKind::InvalidData),
+            (b"*1\r\n$-5\r\n", io::ErrorKind::InvalidData),
+            (b"*1\r\n$04\r\nPING\r\n", io::ErrorKind::InvalidData),
+            (b"PI\x00NG\r\n", io::ErrorKind::InvalidData),
             (b"*1\n$4\nPING\n", io::ErrorKind::InvalidData),
             (b"*2\r\n$3\r\nGET\r\n", io::ErrorKind::UnexpectedEof),
             (b"*1\r\n$4\r\nPI", io::ErrorKind::UnexpectedEof),
@@ -1163,6 +1234,35 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
             assert_eq!(kind(request(cmd)), want, "{}", show(cmd));
         }
         assert!(request(b"").unwrap().is_none());
+        // Counts of zero or less are empty commands the server skips without a reply.
+        for empty in [&b"*0\r\n"[..], b"*-1\r\n", b"*-10\r\n"] {
+            let mut input = empty.to_vec();
+            input.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+            let (req, fwd, rest) = request(&input).unwrap().unwrap();
+            assert_eq!(req.name, "PING", "after {}", show(empty));
+            assert_eq!(fwd, b"*1\r\n$4\r\nPING\r\n");
+            assert!(rest.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_command_that_cannot_be_read_keeps_every_byte_it_consumed() {
+        let mut long = vec![b'a'; MAX_LINE + 100];
+        long.extend_from_slice(b"\r\n");
+        for input in [
+            &b"*1\r\nfoo\r\n"[..],
+            b"*1\r\n$abc\r\n",
+            b"SET \"a b\r\n",
+            &long,
+        ] {
+            let mut s = RedisSession::default();
+            let mut r = input;
+            let mut head = Vec::new();
+            let e = s.read_request(&mut r, &mut head).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+            let consumed = input.len() - r.len();
+            assert_eq!(head, &input[..consumed], "{}", show(input));
+        }
     }
 
     #[test]

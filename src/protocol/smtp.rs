@@ -10,13 +10,17 @@
 //! Three replies change what the client sends next:
 //! - `354` to `DATA`: the next call is the message, every line up to and including the line
 //!   `.` (`CRLF.CRLF`, strictly: a line ended by a bare LF does not start a line for the
-//!   terminator), dot-stuffing passed through untouched, at most 64 MiB, held whole;
+//!   terminator), dot-stuffing passed through untouched, of any size: its first 64 KiB (whole
+//!   lines) are the call's head, the rest is copied as it arrives, so a session holds no more
+//!   of a message than that;
 //! - `334` (an `AUTH` challenge): the next call is the client's answer line, logged as
 //!   `AUTH continuation` rather than by its content (credentials);
 //! - `220` to `STARTTLS`: the connection becomes a byte tunnel (TLS goes through untouched).
 //!
-//! `BDAT <size> [LAST]` (RFC 3030) carries its chunk as a body of `size` bytes. `QUIT` closes
-//! the connection after its reply; a `421` reply (the server is closing) too.
+//! `BDAT <size> [LAST]` (RFC 3030) carries its chunk as a body of `size` bytes, copied as it
+//! arrives. `QUIT` closes the connection after its reply; a `421` reply (the server is
+//! closing) too. What the module cannot frame (a line too long, a control character, a reply
+//! that is not `NNN text`) is forwarded with the rest of the connection untouched.
 //!
 //! The `error` behavior answers `451 4.3.0 vaurien: requested action aborted: local error in
 //! processing`; the command does not reach the backend and the session goes on (a failed
@@ -27,9 +31,9 @@
 //! When one of these fails, the client gets the 451 and the connection is closed; the backend
 //! sees its connection close mid-exchange and delivers nothing.
 
-use super::parse::{cut_short, invalid, more_input, show, trim_eol};
+use super::parse::{cut_short, invalid, more_input, peek, show, trim_eol};
 use super::Sessions;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Write};
 
 use crate::protocol::{
     Body, ErrorReply, Framing, Name, ProtocolSpec, Request, Response, TCP_OPTIONS,
@@ -41,8 +45,9 @@ pub const MAX_COMMAND: usize = 16 * 1024;
 pub const MAX_REPLY_LINE: usize = 4096;
 /// A reply has at most this many lines.
 pub const MAX_REPLY_LINES: usize = 1000;
-/// A message (after `DATA`) or a `BDAT` chunk is at most this long.
-pub const MAX_MESSAGE: usize = 64 << 20;
+/// The most of a message (after `DATA`) read into the call's head; the rest is copied as it
+/// arrives.
+pub const MESSAGE_HEAD: usize = 64 * 1024;
 
 /// The answer of the `error` behavior.
 pub const ERROR_REPLY: &[u8] =
@@ -84,6 +89,9 @@ enum Next {
 #[derive(Debug, Default)]
 pub struct SmtpSession {
     next: Next,
+    /// The message being copied starts a line at the next byte (its head ended with a line
+    /// end): what `copy_body` needs to see the `.` line.
+    message_at_line_start: bool,
 }
 
 /// Appends one line ended by LF, at most `limit` bytes, to `out`.
@@ -94,12 +102,10 @@ fn read_line(r: &mut dyn BufRead, out: &mut Vec<u8>, limit: usize, what: &str) -
         return Ok(());
     }
     if n >= limit {
-        let e = invalid(format!(
+        return Err(invalid(format!(
             "{what} longer than {limit} bytes: {}",
             show(&out[start..])
-        ));
-        out.truncate(start);
-        return Err(e);
+        )));
     }
     Err(cut_short(if n == 0 {
         format!("end of input where {what} was expected")
@@ -123,38 +129,64 @@ fn check_text(line: &[u8], what: &str) -> io::Result<()> {
     }
 }
 
-/// Reads a message up to and including its `.` line into `head`. `Ok(false)`: the client
-/// closed before sending any of it.
-fn read_message(r: &mut dyn BufRead, head: &mut Vec<u8>) -> io::Result<bool> {
-    let start = head.len();
-    let mut line_start = true;
+/// Where reading a message stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum MessageRead {
+    /// The client closed before sending any of it.
+    Nothing,
+    /// Up to and including its `.` line.
+    Whole,
+    /// `budget` bytes read, the `.` line not among them; the next byte starts a line when the
+    /// flag says so.
+    Partial(bool),
+}
+
+/// A message line longer than this is read in pieces of this size.
+const MESSAGE_PIECE: usize = 64 * 1024;
+
+/// Appends message lines from `r` to `out` until the `.` line (included), or until at least
+/// `budget` bytes are read (stopping at a line start, or inside a line longer than
+/// [`MESSAGE_PIECE`], which 8BITMIME allows and which is taken in pieces: so the terminator is
+/// never split); `line_start`: the first byte starts a line.
+fn read_message(
+    r: &mut dyn BufRead,
+    out: &mut Vec<u8>,
+    mut line_start: bool,
+    budget: usize,
+) -> io::Result<MessageRead> {
+    let start = out.len();
     loop {
-        let budget = MAX_MESSAGE.saturating_sub(head.len() - start);
-        if budget == 0 {
-            return Err(invalid(format!(
-                "message larger than {} MiB",
-                MAX_MESSAGE >> 20
-            )));
+        if out.len() - start >= budget {
+            return Ok(MessageRead::Partial(line_start));
         }
-        let from = head.len();
-        let n = r.take(budget as u64).read_until(b'\n', head)?;
+        let from = out.len();
+        let n = r.take(MESSAGE_PIECE as u64).read_until(b'\n', out)?;
         if n == 0 {
-            if head.len() == start {
-                return Ok(false);
+            if out.len() == start {
+                return Ok(MessageRead::Nothing);
             }
             return Err(cut_short("message cut short by the end of input"));
         }
-        if !head.ends_with(b"\n") {
-            if n >= budget {
-                continue; // the size check above reports it
+        if !out.ends_with(b"\n") {
+            if n >= MESSAGE_PIECE {
+                // A CR at the end of a piece may be half of the line's CRLF: the LF joins it,
+                // so that the line end is seen whole.
+                if out.ends_with(b"\r") && peek(r)? == Some(b'\n') {
+                    out.push(b'\n');
+                    r.consume(1);
+                    line_start = true;
+                } else {
+                    line_start = false;
+                }
+                continue;
             }
             return Err(cut_short("message cut short by the end of input"));
         }
-        let line = &head[from..];
-        if line_start && line == b".\r\n" {
-            return Ok(true);
+        let piece = &out[from..];
+        if line_start && piece == b".\r\n" {
+            return Ok(MessageRead::Whole);
         }
-        line_start = line.ends_with(b"\r\n");
+        line_start = piece.ends_with(b"\r\n");
     }
 }
 
@@ -170,12 +202,18 @@ impl Framing for SmtpSession {
     ) -> io::Result<Option<Request>> {
         let next = std::mem::take(&mut self.next);
         if next == Next::Message {
-            if !read_message(client, head)? {
-                return Ok(None);
-            }
+            let body = match read_message(client, head, true, MESSAGE_HEAD)? {
+                MessageRead::Nothing => return Ok(None),
+                MessageRead::Whole => Body::None,
+                MessageRead::Partial(line_start) => {
+                    self.message_at_line_start = line_start;
+                    Body::Delimited
+                }
+            };
             return Ok(Some(Request {
                 name: "message".into(),
                 expects_response: true,
+                body,
                 flags: MESSAGE,
                 ..Request::default()
             }));
@@ -221,12 +259,6 @@ impl Framing for SmtpSession {
                     .filter(|w| w.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|w| w.parse::<u64>().ok())
                     .ok_or_else(|| invalid(format!("bad BDAT size: {}", show(line))))?;
-                if size > MAX_MESSAGE as u64 {
-                    return Err(invalid(format!(
-                        "BDAT chunk of {size} bytes, more than {} MiB",
-                        MAX_MESSAGE >> 20
-                    )));
-                }
                 req.body = Body::Length(size);
             }
             _ => {}
@@ -276,6 +308,42 @@ impl Framing for SmtpSession {
             tunnel: code == 220 && req.flags & STARTTLS != 0,
             close: code == 421,
         })
+    }
+
+    fn copy_body(
+        &mut self,
+        body: Body,
+        from: &mut dyn BufRead,
+        to: &mut dyn Write,
+    ) -> io::Result<()> {
+        match body {
+            Body::None => Ok(()),
+            Body::Length(n) => {
+                let copied = io::copy(&mut from.take(n), to)?;
+                if copied < n {
+                    return Err(cut_short("BDAT chunk cut short by the end of input"));
+                }
+                Ok(())
+            }
+            Body::Delimited => {
+                // The rest of a message, a piece at a time, as it arrives.
+                let mut piece = Vec::with_capacity(8 * 1024);
+                let mut line_start = self.message_at_line_start;
+                loop {
+                    piece.clear();
+                    let read = read_message(from, &mut piece, line_start, MESSAGE_PIECE);
+                    to.write_all(&piece)?;
+                    match read? {
+                        MessageRead::Whole => return Ok(()),
+                        MessageRead::Partial(at) => line_start = at,
+                        MessageRead::Nothing => {
+                            return Err(cut_short("message cut short by the end of input"))
+                        }
+                    }
+                }
+            }
+            _ => Err(invalid("an SMTP message has no such body")),
+        }
     }
 
     fn error_reply(&mut self, req: &Request, _rng: &mut fastrand::Rng) -> ErrorReply {
@@ -366,6 +434,7 @@ mod tests {
         let body = |input: &[u8]| {
             let mut s = SmtpSession {
                 next: Next::Message,
+                ..SmtpSession::default()
             };
             request_in(&mut s, input)
         };
@@ -394,17 +463,67 @@ mod tests {
     }
 
     #[test]
-    fn message_size_limit() {
-        let mut big = Vec::with_capacity(MAX_MESSAGE + 100);
-        while big.len() <= MAX_MESSAGE {
+    fn a_message_of_any_size_is_streamed_past_its_head() {
+        // 70 MiB of message, long lines (8BITMIME) and a dot-line cut by nothing, then QUIT.
+        let mut big = Vec::with_capacity(71 << 20);
+        big.extend_from_slice(&[b'y'; 200_000]);
+        big.extend_from_slice(b"\r\n..stuffed\r\n");
+        while big.len() <= 70 << 20 {
             big.extend_from_slice(&[b'x'; 998]);
             big.extend_from_slice(b"\r\n");
         }
-        big.extend_from_slice(b".\r\n");
+        let message_len = big.len() + 3;
+        big.extend_from_slice(b".\r\nQUIT\r\n");
         let mut s = SmtpSession {
             next: Next::Message,
+            ..SmtpSession::default()
         };
-        assert_eq!(kind(request_in(&mut s, &big)), io::ErrorKind::InvalidData);
+        let mut r = &big[..];
+        let mut head = Vec::new();
+        let req = s.read_request(&mut r, &mut head).unwrap().unwrap();
+        assert_eq!(req.name, "message");
+        assert_eq!(req.body, Body::Delimited);
+        assert!(
+            head.len() <= MESSAGE_HEAD + MESSAGE_PIECE,
+            "head of {}",
+            head.len()
+        );
+        let mut body = Vec::new();
+        s.copy_body(req.body, &mut r, &mut body).unwrap();
+        assert_eq!(head.len() + body.len(), message_len);
+        head.extend_from_slice(&body);
+        assert_eq!(head, &big[..message_len]);
+        assert_eq!(r, b"QUIT\r\n");
+        // Cut short while streamed: an end of input, after what was read went on.
+        let mut s = SmtpSession {
+            next: Next::Message,
+            ..SmtpSession::default()
+        };
+        let cut = &big[..10 << 20];
+        let mut r = cut;
+        let mut head = Vec::new();
+        let req = s.read_request(&mut r, &mut head).unwrap().unwrap();
+        let mut body = Vec::new();
+        let e = s.copy_body(req.body, &mut r, &mut body).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(head.len() + body.len(), cut.len());
+    }
+
+    #[test]
+    fn the_dot_line_is_found_on_every_piece_boundary() {
+        for pad in 0..8 {
+            let mut msg = vec![b'a'; MESSAGE_HEAD - 3 + pad];
+            msg.extend_from_slice(b"\r\n.\r\n");
+            let mut s = SmtpSession {
+                next: Next::Message,
+                ..SmtpSession::default()
+            };
+            let mut r = &msg[..];
+            let mut head = Vec::new();
+            let req = s.read_request(&mut r, &mut head).unwrap().unwrap();
+            s.copy_body(req.body, &mut r, &mut head).unwrap();
+            assert_eq!(head, msg, "pad {pad}");
+        }
     }
 
     #[test]
@@ -449,10 +568,13 @@ mod tests {
         assert_eq!(rest, b"QUIT\r\n");
         assert_eq!(kind(request(b"BDAT x\r\n")), io::ErrorKind::InvalidData);
         assert_eq!(kind(request(b"BDAT\r\n")), io::ErrorKind::InvalidData);
-        assert_eq!(
-            kind(request(b"BDAT 99999999999\r\n")),
-            io::ErrorKind::InvalidData
-        );
+        // A chunk of any size is copied as it arrives.
+        let mut head = Vec::new();
+        let req = SmtpSession::default()
+            .read_request(&mut &b"BDAT 99999999999\r\n"[..], &mut head)
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.body, Body::Length(99_999_999_999));
         assert_eq!(kind(request(b"BDAT 5\r\nab")), io::ErrorKind::UnexpectedEof);
     }
 
@@ -555,6 +677,7 @@ mod tests {
         assert!(!s.error_reply(&data, &mut rng).close);
         let mut s = SmtpSession {
             next: Next::Message,
+            ..SmtpSession::default()
         };
         let (message, _, _) = request_in(&mut s, b"hi\r\n.\r\n").unwrap().unwrap();
         let reply = s.error_reply(&message, &mut rng);
