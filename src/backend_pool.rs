@@ -2,7 +2,6 @@
 //! framing tells where a call ends): at most `--pool-max-size`, none older than
 //! `--pool-timeout`.
 
-use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -83,24 +82,9 @@ impl BackendPool {
 /// Whether an idle connection is still open and has nothing unread (a backend that closed it
 /// or sent stray bytes makes it unusable).
 pub(crate) fn still_open(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    // One non-blocking peek (no mode switch): this runs before every call on a kept
-    // backend connection, so it costs one syscall, not three.
-    // SAFETY: `byte` is a valid one-byte buffer for the duration of the call, and the fd is
-    // owned by `stream`, which outlives it.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && {
-        let e = std::io::Error::last_os_error();
-        e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted
-    }
+    // One non-blocking peek (no mode switch): this runs before every call on a kept backend
+    // connection, so it costs one syscall, not three.
+    matches!(crate::net::peek_now(stream), Ok(None))
 }
 
 #[cfg(test)]

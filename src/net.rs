@@ -136,6 +136,35 @@ pub fn tune_accepted(stream: &TcpStream, keep_alive: bool) {
     }
 }
 
+/// What is waiting on `stream` right now, without blocking and without a mode switch: the
+/// bytes that could be read (`Some(0)`: the peer ended its side), or `None` when nothing is
+/// there yet. An error is the socket's (a reset peer).
+pub(crate) fn peek_now(stream: &TcpStream) -> io::Result<Option<usize>> {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `byte` is a valid one-byte buffer for the duration of the call, and the fd
+        // is owned by `stream`, which outlives it.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Makes the coming close of `stream` send a RST instead of a FIN.
 pub fn reset_on_close(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));

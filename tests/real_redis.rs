@@ -709,6 +709,191 @@ fn odd_input_gets_what_redis_itself_answers() {
     );
 }
 
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn idle_sessions_give_back_the_buffers_of_their_largest_messages() {
+    const SESSIONS: usize = 20;
+    let server = RedisServer::start();
+    let proxy = redis_proxy(&server, "100:dummy", &[]);
+    // An MSET of 60,000 short keys, and the MGET of them: over 1 MiB of head each way.
+    let keys: Vec<String> = (0..60_000).map(|i| format!("key{i:06}")).collect();
+    let mut mset = vec!["MSET"];
+    for k in &keys {
+        mset.extend([k.as_str(), "v"]);
+    }
+    let mset = command(&mset);
+    let mget = command(
+        &[
+            &["MGET"][..],
+            &keys.iter().map(String::as_str).collect::<Vec<_>>(),
+        ]
+        .concat(),
+    );
+    let mut sessions: Vec<TcpStream> = (0..SESSIONS).map(|_| proxy.connect()).collect();
+    for s in &mut sessions {
+        s.write_all(&command(&["PING"])).unwrap();
+        expect(s, b"+PONG\r\n", "a warm session");
+    }
+    let pid = proxy.child.id();
+    let before = rss_kib(pid);
+    let sessions = within(Duration::from_secs(120), "large messages", move || {
+        for s in &mut sessions {
+            s.write_all(&mset).unwrap();
+            expect(s, b"+OK\r\n", "MSET");
+            s.write_all(&mget).unwrap();
+            let reply = read_exactly(s, 60_000 * 7 + 8).expect("the MGET reply");
+            assert!(reply.starts_with(b"*60000\r\n$1\r\nv\r\n"));
+        }
+        sessions
+    });
+    let growth = rss_kib(pid).saturating_sub(before);
+    assert!(
+        growth < 10 * 1024,
+        "RSS grew by {growth} KiB with {SESSIONS} idle sessions after large messages"
+    );
+    drop(sessions);
+}
+
+/// One command on a fresh direct connection to `server`, its reply line.
+fn direct_command(server: &RedisServer, args: &[&str]) -> String {
+    let mut s = connect(server.addr().as_str());
+    s.write_all(&command(args)).unwrap();
+    read_reply_line(&mut s)
+}
+
+/// Waits (at most 10 s) until the server counts `n` clients blocked in a command.
+fn wait_blocked_clients(server: &RedisServer, n: usize) {
+    let want = format!("blocked_clients:{n}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect(server.addr().as_str());
+        s.write_all(&command(&["INFO", "clients"])).unwrap();
+        let header = read_reply_line(&mut s);
+        let len: usize = header[1..].trim().parse().expect("a bulk reply");
+        let info = text(&read_exactly(&mut s, len + 2).unwrap());
+        if info.lines().any(|l| l.trim() == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {want}:\n{info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn blocking_commands_wait_past_the_idle_timeout() {
+    let server = RedisServer::start();
+    let proxy = redis_proxy(&server, "100:dummy", &["--timeout", "1"]);
+    let addr = proxy.addr;
+    // BLPOP with a timeout of its own, answered by a push 2 s later.
+    let waiter = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.write_all(&command(&["BLPOP", "jobs", "10"])).unwrap();
+        let t = Instant::now();
+        let reply = [read_reply_line(&mut s), read_reply_line(&mut s)].concat();
+        (reply, t.elapsed())
+    });
+    wait_blocked_clients(&server, 1);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(direct_command(&server, &["RPUSH", "jobs", "j1"]), ":1\r\n");
+    let (reply, took) = waiter.join().expect("the waiting client");
+    assert!(reply.starts_with("*2\r\n$4\r\n"), "{reply:?}");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    let mut rest = connect(addr);
+    rest.write_all(&command(&["LPOP", "jobs"])).unwrap();
+    assert_eq!(read_reply_line(&mut rest), "$-1\r\n");
+    // XREAD BLOCK that times out on its own after 2.5 s: the server's nil, not a cut.
+    within(Duration::from_secs(20), "XREAD BLOCK", move || {
+        let mut s = connect(addr);
+        s.write_all(&command(&[
+            "XREAD", "BLOCK", "2500", "STREAMS", "events", "$",
+        ]))
+        .unwrap();
+        assert_eq!(read_reply_line(&mut s), "*-1\r\n");
+        s.write_all(&command(&["PING"])).unwrap();
+        assert_eq!(read_reply_line(&mut s), "+PONG\r\n", "still connected");
+    });
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn a_client_that_leaves_a_blocking_command_takes_nothing_pushed_after() {
+    let server = RedisServer::start();
+    // The default --timeout (30 s) would keep the abandoned BLPOP at the server until then.
+    let proxy = redis_proxy(&server, "100:dummy", &[]);
+    let mut s = proxy.connect();
+    s.write_all(&command(&["BLPOP", "queue", "0"])).unwrap();
+    wait_blocked_clients(&server, 1);
+    drop(s);
+    // The proxy notices and passes the close on: the server drops the blocked command.
+    wait_blocked_clients(&server, 0);
+    assert_eq!(
+        direct_command(&server, &["RPUSH", "queue", "precious"]),
+        ":1\r\n"
+    );
+    assert_eq!(direct_command(&server, &["LLEN", "queue"]), ":1\r\n");
+}
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn watch_multi_exec_beside_a_blocked_brpoplpush_matches_a_direct_connection() {
+    // What once differed: a BRPOPLPUSH blocked past --timeout was cut by the proxy, the
+    // server dropped it, the pushed value stayed in src and the WATCHed dst was never
+    // touched, so EXEC succeeded where a direct connection gets nil.
+    let run = |addr: String| -> (String, String) {
+        let server_addr = addr.clone();
+        let blocked = std::thread::spawn(move || {
+            let mut a = connect(server_addr.as_str());
+            a.write_all(&command(&["BRPOPLPUSH", "src", "dst", "10"]))
+                .unwrap();
+            [read_reply_line(&mut a), read_reply_line(&mut a)].concat()
+        });
+        let mut b = connect(addr.as_str());
+        b.write_all(&command(&["WATCH", "dst"])).unwrap();
+        assert_eq!(read_reply_line(&mut b), "+OK\r\n");
+        // A blocks for 3 s, past the proxy's --timeout of 2 s; B is never idle that long.
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(1000));
+            b.write_all(&command(&["PING"])).unwrap();
+            assert_eq!(read_reply_line(&mut b), "+PONG\r\n");
+        }
+        let mut c = connect(addr.as_str());
+        c.write_all(&command(&["LPUSH", "src", "x"])).unwrap();
+        assert_eq!(read_reply_line(&mut c), ":1\r\n");
+        let moved = blocked.join().expect("the blocked client");
+        b.write_all(
+            &[
+                command(&["MULTI"]),
+                command(&["SET", "k", "v"]),
+                command(&["EXEC"]),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let exec = [
+            read_reply_line(&mut b),
+            read_reply_line(&mut b),
+            read_reply_line(&mut b),
+        ]
+        .concat();
+        c.write_all(&command(&["DEL", "src", "dst", "k"])).unwrap();
+        read_reply_line(&mut c);
+        (moved, exec)
+    };
+    let server = RedisServer::start();
+    let direct = run(server.addr());
+    let proxy = redis_proxy(&server, "100:dummy", &["--timeout", "2"]);
+    let through = run(proxy.addr.to_string());
+    assert_eq!(
+        direct,
+        (
+            "$1\r\nx\r\n".to_string(),
+            "+OK\r\n+QUEUED\r\n*-1\r\n".to_string()
+        )
+    );
+    assert_eq!(through, direct);
+}
+
 /// Writes `n` INCR of `key` in one write and reads the `n` replies, one line each.
 fn pipelined_incr(addr: SocketAddr, key: &str, n: usize) -> Vec<String> {
     let all = command(&["INCR", key]).repeat(n);

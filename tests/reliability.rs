@@ -32,17 +32,6 @@ fn wait_open_connections(http: SocketAddr, n: u64, what: &str) {
     }
 }
 
-/// The resident set size of process `pid`, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS line")
-}
-
 /// A proxy in front of `backend` with its control API on a free port, and `extra` options.
 fn with_api(backend: &Backend, extra: &[&str]) -> Vaurien {
     let backend = backend.arg();
@@ -231,4 +220,80 @@ fn durations_too_long_for_the_clock_are_refused_everywhere() {
     let mut client = proxy.connect();
     assert_eq!(exchange(&mut client, b"still fine"), b"still fine");
     assert_proxy_survived(&mut proxy, "refused durations");
+}
+
+/// Reads an HTTP request head (to its empty line) from `s`.
+fn read_request_head(s: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    head
+}
+
+#[test]
+fn a_slow_answer_and_gaps_in_a_streamed_body_are_not_cut_by_the_idle_timeout() {
+    // A long poll: the answer comes after 1.5 s, its body in chunks 1.5 s apart.
+    let backend = Backend::start(|mut s| {
+        read_request_head(&mut s);
+        thread::sleep(Duration::from_millis(1500));
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n");
+        thread::sleep(Duration::from_millis(1500));
+        let _ = s.write_all(b"4\r\nlast\r\n0\r\n\r\n");
+    });
+    let proxy = Vaurien::start(&[
+        "--protocol",
+        "http",
+        "--timeout",
+        "1",
+        "--backend",
+        &backend.arg(),
+    ]);
+    let mut client = proxy.connect();
+    let answer = within(Duration::from_secs(20), "the long poll", move || {
+        client
+            .write_all(b"GET /poll HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        read_to_end(&mut client).expect("the answer")
+    });
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n")
+            && answer.ends_with("5\r\nfirst\r\n4\r\nlast\r\n0\r\n\r\n"),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn a_call_waiting_for_its_answer_notices_the_client_leaving() {
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel();
+    let ended_tx = std::sync::Mutex::new(ended_tx);
+    // The backend never answers: it waits for the end of its connection, and says when.
+    let backend = Backend::start(move |mut s| {
+        read_request_head(&mut s);
+        let t = Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut byte = [0u8; 1];
+        let ended = matches!(s.read(&mut byte), Ok(0) | Err(_));
+        let _ = ended_tx.lock().unwrap().send((ended, t.elapsed()));
+    });
+    let proxy = Vaurien::start(&["--protocol", "http", "--backend", &backend.arg()]);
+    let mut client = proxy.connect();
+    client
+        .write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(500));
+    drop(client);
+    let (ended, after) = ended_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the backend saw nothing of the client leaving");
+    assert!(ended, "the backend's read timed out");
+    assert!(
+        after < Duration::from_secs(5),
+        "the client's leaving reached the backend after {after:?}"
+    );
 }

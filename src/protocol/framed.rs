@@ -82,6 +82,101 @@ struct Backend {
     born: Instant,
     /// Nothing is half-read: it may go back to the pool.
     clean: bool,
+    /// The client's end of input was passed on while a call waited: it may not be reused.
+    half_closed: bool,
+}
+
+/// How often a call waiting for its reply checks that its client is still there.
+const WAIT_POLL: Duration = Duration::from_secs(1);
+
+/// The backend's reader as a call waiting for its reply reads it. A reply may take as long
+/// as it takes (a redis `BLPOP q 0`, an HTTP long poll, gaps between server-sent events):
+/// the call is not idle, so `--timeout` does not cut it. Instead the wait wakes up every
+/// [`WAIT_POLL`] to look at the client without reading it: a client that reset the connection
+/// ends the call; a client that ended its sending side (and has no request waiting in the
+/// proxy) has that end passed on to the backend, as it would reach the server without the
+/// proxy (redis then drops the blocked command and closes), and from then on the wait is
+/// bounded by `--timeout`, as an idle connection would be.
+struct Waiting<'r> {
+    reader: &'r mut BufReader<TcpStream>,
+    half_closed: &'r mut bool,
+    client: &'r TcpStream,
+    /// Requests of the client wait in the proxy's buffer: its end of input comes after them.
+    client_buffered: bool,
+    /// How long to wait once the client ended its side (`None`: as long as it takes).
+    after_client_end: Option<Duration>,
+    client_ended: Option<Instant>,
+}
+
+impl Waiting<'_> {
+    /// After a read timed out: `Ok` to wait on, or why the call ends.
+    fn client_still_there(&mut self) -> io::Result<()> {
+        if let Some(at) = self.client_ended {
+            return match self.after_client_end {
+                Some(limit) if at.elapsed() >= limit => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no answer since the client ended its side",
+                )),
+                _ => Ok(()),
+            };
+        }
+        match crate::net::peek_now(self.client)? {
+            Some(0) if !self.client_buffered => {
+                self.client_ended = Some(Instant::now());
+                *self.half_closed = true;
+                let _ = self.reader.get_ref().shutdown(Shutdown::Write);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Read for Waiting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let available = self.fill_buf()?;
+            let n = available.len().min(buf.len());
+            buf[..n].copy_from_slice(&available[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Waiting<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.reader.buffer().is_empty() {
+            match self.reader.fill_buf() {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if crate::net::is_timeout(&e) => self.client_still_there()?,
+                Err(e) => return Err(e),
+            }
+        }
+        self.reader.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.reader.consume(n);
+    }
+}
+
+/// The reader through which a call waits for `backend`'s reply to the client `client`.
+fn waiting<'r>(
+    backend: &'r mut Backend,
+    client: &'r TcpStream,
+    client_buffered: bool,
+    after_client_end: Option<Duration>,
+) -> Waiting<'r> {
+    Waiting {
+        reader: &mut backend.reader,
+        half_closed: &mut backend.half_closed,
+        client,
+        client_buffered,
+        after_client_end,
+        client_ended: None,
+    }
 }
 
 /// How a connection ends.
@@ -246,7 +341,7 @@ pub(crate) fn serve(
             log::warn!("#{id} {peer}: malformed {protocol} data: {e}; closing this connection");
         }
         Err(e) if crate::net::is_timeout(&e) => log::info!(
-            "#{id} {peer}: idle or no answer for {:?}, closing",
+            "#{id} {peer}: idle for {:?} ({e}), closing",
             ctx.settings.timeout
         ),
         Err(e) => log::debug!("#{id} {peer}: {e}"),
@@ -516,10 +611,14 @@ impl Conn<'_> {
             }
             self.head.clear();
             let_backend_answer(&backend.reader);
-            let resp = match self
-                .framing
-                .read_response(req, &mut backend.reader, &mut self.head)
-            {
+            let idle = crate::server::idle_timeout(&self.ctx.settings);
+            let mut from = waiting(
+                backend,
+                self.client,
+                !self.client_r.buffer().is_empty(),
+                idle,
+            );
+            let resp = match self.framing.read_response(req, &mut from, &mut self.head) {
                 Ok(resp) => resp,
                 Err(e) => {
                     // The replies before this one go first.
@@ -535,7 +634,7 @@ impl Conn<'_> {
                 to_client.write_all(out)?;
                 out.clear();
                 self.framing
-                    .copy_body(resp.body, &mut backend.reader, &mut to_client)
+                    .copy_body(resp.body, &mut from, &mut to_client)
                     .map_err(|e| Unframed::wrap(e, false, Vec::new()))?;
             }
             if resp.tunnel || resp.close {
@@ -648,12 +747,13 @@ impl Conn<'_> {
             },
         };
         crate::net::tune(&stream, opts.keep_alive);
-        let timeout = (!self.ctx.settings.timeout.is_zero()).then_some(self.ctx.settings.timeout);
-        stream.set_read_timeout(timeout)?;
+        // A call waits for its reply in steps of WAIT_POLL (see `Waiting`).
+        stream.set_read_timeout(Some(WAIT_POLL))?;
         self.backend = Some(Backend {
             reader: BufReader::with_capacity(self.ctx.bufsize.min(FRAMED_BUFFER), stream),
             born,
             clean: true,
+            half_closed: false,
         });
         Ok(())
     }
@@ -692,10 +792,13 @@ impl Conn<'_> {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         let_backend_answer(&backend.reader);
-        let resp: Response = match self
-            .framing
-            .read_response(req, &mut backend.reader, &mut head)
-        {
+        let idle = crate::server::idle_timeout(&self.ctx.settings);
+        let client_buffered = !self.client_r.buffer().is_empty();
+        let resp: Response = match self.framing.read_response(
+            req,
+            &mut waiting(backend, self.client, client_buffered, idle),
+            &mut head,
+        ) {
             Ok(resp) => resp,
             Err(e) => {
                 self.framing.unframed(&mut head);
@@ -720,12 +823,11 @@ impl Conn<'_> {
                     .as_mut()
                     .ok_or_else(|| io::Error::other("no backend"))?;
                 let mut to_client = Counted::new(self.client, Direction::ToClient, &self.ctx.stats);
-                let body = self
-                    .framing
-                    .inline_body(resp.body, &mut backend.reader, &mut head)?;
+                let mut from = waiting(backend, self.client, client_buffered, idle);
+                let body = self.framing.inline_body(resp.body, &mut from, &mut head)?;
                 to_client.write_all(&head)?;
                 self.framing
-                    .copy_body(body, &mut backend.reader, &mut to_client)
+                    .copy_body(body, &mut from, &mut to_client)
                     .map_err(|e| Unframed::wrap(e, false, Vec::new()))?;
                 backend.clean = !resp.close && backend.reader.buffer().is_empty();
                 if resp.tunnel {
@@ -911,7 +1013,8 @@ impl Conn<'_> {
             return;
         }
         if let Some(b) = self.backend.take() {
-            if b.clean && b.reader.buffer().is_empty() && self.framing.reusable() {
+            if b.clean && !b.half_closed && b.reader.buffer().is_empty() && self.framing.reusable()
+            {
                 log::debug!("#{} returns its backend connection to the pool", self.id);
                 self.ctx
                     .pool

@@ -954,3 +954,14 @@ pub fn poll_log(path: &Path, done: impl Fn(&str) -> bool) -> String {
 pub fn has_line_with(log: &str, words: &[&str]) -> bool {
     log.lines().any(|l| words.iter().all(|w| l.contains(w)))
 }
+
+/// The resident set size of process `pid`, in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS line")
+}
