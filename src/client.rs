@@ -15,6 +15,8 @@ use crate::settings::HostPort;
 pub enum ClientError {
     /// The API could not be reached or the exchange broke.
     Io(std::io::Error),
+    /// The API did not answer within the client's timeout.
+    TimedOut(Duration),
     /// The API answered an error status, with its JSON body.
     Status(u16, Json),
     /// The answer was not the HTTP/JSON expected.
@@ -25,6 +27,7 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Io(e) => write!(f, "{e}"),
+            ClientError::TimedOut(t) => write!(f, "the control API did not answer within {t:?}"),
             ClientError::Status(code, body) => {
                 let described = body["errors"][0]["description"].as_str();
                 match described {
@@ -91,6 +94,13 @@ impl Client {
         path: &str,
         body: Option<&Json>,
     ) -> Result<Json, ClientError> {
+        self.exchange(method, path, body).map_err(|e| match e {
+            ClientError::Io(e) if crate::net::is_timeout(&e) => ClientError::TimedOut(self.timeout),
+            other => other,
+        })
+    }
+
+    fn exchange(&self, method: &str, path: &str, body: Option<&Json>) -> Result<Json, ClientError> {
         let mut stream = crate::net::connect(&self.addr, self.timeout)?;
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;

@@ -32,13 +32,24 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Overrides, Error> {
     interpret(&file, &sections, registry)
 }
 
-fn read_one(path: &Path) -> Result<Sections, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", path.display())))?;
+/// Reads INI `text` as [`load`] reads a file named `file`, without following `extends` (a
+/// file's text alone: what the fuzz target of the INI parser feeds).
+pub fn from_text(file: &str, text: &str, registry: &Registry) -> Result<Overrides, Error> {
+    let sections = parse(file, text.to_string())?;
+    interpret(file, &sections, registry)
+}
+
+fn parse(file: &str, text: String) -> Result<Sections, Error> {
     let mut ini = Ini::new();
     ini.set_multiline(true);
     ini.read(text)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        .map_err(|e| Error::Config(format!("{file}: {e}")))
+}
+
+fn read_one(path: &Path) -> Result<Sections, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", path.display())))?;
+    parse(&path.display().to_string(), text)
 }
 
 /// Reads `path` over the files its `[DEFAULT] extends` names, relative to its folder.

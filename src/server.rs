@@ -117,6 +117,25 @@ pub(crate) struct Context {
     pub(crate) tracker: Arc<Tracker>,
     /// Hung clients that half-closed, held open without a thread.
     pub(crate) parking: Arc<crate::parking::Parking>,
+    /// When running out of a resource (descriptors, memory) was last logged.
+    exhausted: OncePerSecond,
+}
+
+/// Lets a warning through at most once a second: running out of descriptors fails every
+/// accept and every backend connection, and one line per failure would flood the log.
+#[derive(Default)]
+pub(crate) struct OncePerSecond(Mutex<Option<Instant>>);
+
+impl OncePerSecond {
+    /// Whether a warning may be logged now (then not again for a second).
+    pub(crate) fn allow(&self) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
 }
 
 /// Mixes bits (splitmix64), so nearby seeds give unrelated streams.
@@ -140,6 +159,26 @@ pub(crate) fn stream_poll(idle: Option<Duration>) -> Option<Duration> {
 }
 
 impl Context {
+    /// Logs that the backend at `backend` could not be reached for client `peer` of
+    /// connection `id`, whose socket is then closed; out of resources, at most once a second.
+    pub(crate) fn warn_backend_failed(
+        &self,
+        id: u64,
+        peer: SocketAddr,
+        backend: &str,
+        e: &io::Error,
+    ) {
+        self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
+        if !crate::net::is_resource_exhaustion(e) {
+            log::warn!("#{id} {peer}: backend {backend}: {e}; closing the client connection");
+        } else if self.exhausted.allow() {
+            log::warn!(
+                "#{id} {peer}: backend {backend}: {e}; closing the client connection (and \
+                 others that fail alike, logged at most once a second)"
+            );
+        }
+    }
+
     /// Gives an accepted client socket the read timeout `want`, unless it inherited it.
     pub(crate) fn set_client_read_timeout(
         &self,
@@ -182,8 +221,6 @@ struct Acceptor {
     next_id: AtomicU64,
     /// Threads in the accept loop and not serving a connection.
     acceptors: AtomicUsize,
-    /// When resource exhaustion was last logged, so that it is logged once a second.
-    last_warning: Mutex<Option<Instant>>,
 }
 
 struct StopState {
@@ -296,6 +333,7 @@ impl Proxy {
             pool,
             tracker: Arc::new(Tracker::default()),
             parking,
+            exhausted: OncePerSecond::default(),
         });
         Ok(Proxy {
             accept: Arc::new(Acceptor {
@@ -309,7 +347,6 @@ impl Proxy {
                 permits,
                 next_id: AtomicU64::new(0),
                 acceptors: AtomicUsize::new(0),
-                last_warning: Mutex::new(None),
             }),
         })
     }
@@ -436,10 +473,8 @@ impl Acceptor {
 
     /// Logs an accept failure for lack of resources, at most once a second.
     fn warn_exhaustion(&self, e: &io::Error, backoff: Duration) {
-        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        if self.ctx.exhausted.allow() {
             log::warn!("accept: {e}; waiting {backoff:?} before accepting again");
-            *last = Some(Instant::now());
         }
     }
 }
@@ -463,8 +498,7 @@ fn handle(ctx: &Arc<Context>, id: u64, client: TcpStream, peer: SocketAddr, perm
     let backend = match crate::net::connect(&backend_addr, ctx.settings.timeout) {
         Ok(b) => b,
         Err(e) => {
-            ctx.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
-            log::warn!("#{id} {peer}: backend {backend_addr}: {e}; closing the client connection");
+            ctx.warn_backend_failed(id, peer, &backend_addr.to_string(), &e);
             crate::net::reset_on_close(&client);
             return;
         }

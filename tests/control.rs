@@ -106,6 +106,18 @@ fn vaurienctl_wait_times_out_when_nothing_answers() {
 }
 
 #[test]
+fn vaurienctl_says_when_the_api_does_not_answer() {
+    // A listener that accepts and never answers (a frozen API).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let (code, _, err) = ctl(addr, &["wait", "--timeout", "1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("did not answer within"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+    drop(silent);
+}
+
+#[test]
 fn curl_put_without_content_type_delays_the_next_request() {
     let backend = Backend::echo();
     let (v, http) = with_api(&["--backend", &backend.arg()]);

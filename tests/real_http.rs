@@ -841,6 +841,39 @@ fn an_upload_nginx_refuses_gets_its_answer() {
 
 #[test]
 #[ignore = "needs nginx and curl: make test-real"]
+fn an_early_413_reaches_the_client_before_its_upload_is_done() {
+    let server = nginx();
+    let proxy = http_proxy(&server.backend(), &[]);
+    let mut client = proxy.connect();
+    let status = within(Duration::from_secs(30), "the early answer", move || {
+        // 50 MiB announced; nginx refuses more than 1 MiB as soon as it has the head.
+        client
+            .write_all(
+                b"POST /s/1.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n\
+                  Expect: 100-continue\r\n\r\n",
+            )
+            .unwrap();
+        let mut r = std::io::BufReader::new(client.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 100"), "{line:?}");
+        r.read_line(&mut line).unwrap();
+        // 2 MiB of the body, then the client waits for the answer, as curl does once one came.
+        let piece = vec![b'u'; 64 * 1024];
+        for _ in 0..32 {
+            if client.write_all(&piece).is_err() {
+                break;
+            }
+        }
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        status
+    });
+    assert!(status.starts_with("HTTP/1.1 413"), "{status:?}");
+}
+
+#[test]
+#[ignore = "needs nginx and curl: make test-real"]
 fn reuse_socket_hands_the_backend_connection_to_the_next_client() {
     let server = nginx();
     let proxy = http_proxy(

@@ -297,3 +297,161 @@ fn a_call_waiting_for_its_answer_notices_the_client_leaving() {
         "the client's leaving reached the backend after {after:?}"
     );
 }
+
+/// A raw request to the API on connection `s`; the status of its answer (the body is read).
+fn api_on(s: &mut TcpStream, request: &str) -> u16 {
+    s.write_all(request.as_bytes()).unwrap();
+    let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn stalled_and_idle_api_clients_freeze_nothing_and_sigterm_still_exits() {
+    let echo = Backend::echo();
+    let mut proxy = with_api(&echo, &[]);
+    let http = proxy.http_addr();
+    // Six connections that send nothing, a PUT whose body never comes whole, and one that
+    // asks 100-continue and sends no body.
+    let idle: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(http).unwrap()).collect();
+    let mut stalled = TcpStream::connect(http).unwrap();
+    stalled
+        .write_all(
+            format!(
+                "PUT /behavior HTTP/1.1\r\nHost: {http}\r\nContent-Length: 5000\r\n\r\n{{\"name\":"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut expecting = TcpStream::connect(http).unwrap();
+    expecting
+        .write_all(
+            format!(
+                "PUT /behavior HTTP/1.1\r\nHost: {http}\r\nContent-Length: 20\r\nExpect: 100-continue\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let took = within(Duration::from_secs(10), "GET /behavior", move || {
+        let t = Instant::now();
+        let (status, body) = api(http, "GET", "/behavior", "", "");
+        assert_eq!((status, body["behavior"].as_str()), (200, Some("dummy")));
+        t.elapsed()
+    });
+    assert!(
+        took < Duration::from_millis(500),
+        "GET /behavior took {took:?}"
+    );
+    // The idle ones are still served, on their own connections.
+    for mut c in idle {
+        let request =
+            format!("GET /behavior HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+        let status = within(
+            Duration::from_secs(10),
+            "a GET on an idle connection",
+            move || api_on(&mut c, &request),
+        );
+        assert_eq!(status, 200);
+    }
+    let t = Instant::now();
+    assert_eq!(proxy.terminate().code(), Some(0));
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+    drop((stalled, expecting));
+}
+
+#[test]
+fn after_running_out_of_descriptors_the_proxy_and_the_api_serve_again() {
+    let echo = Backend::echo();
+    let mut proxy = Vaurien::start_with(
+        &[
+            "--backend",
+            &echo.arg(),
+            "--http",
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+        ],
+        Some(256),
+    );
+    let (addr, http) = (proxy.addr, proxy.http_addr());
+    // 400 clients: past 256 descriptors the proxy cannot accept or connect.
+    let clients = within(Duration::from_secs(60), "400 clients", move || {
+        let mut clients = Vec::new();
+        for _ in 0..400 {
+            match TcpStream::connect(addr) {
+                Ok(c) => {
+                    let _ = c.set_write_timeout(Some(Duration::from_millis(200)));
+                    let _ = (&c).write_all(b"x");
+                    clients.push(c);
+                }
+                Err(_) => break,
+            }
+        }
+        clients
+    });
+    assert!(
+        clients.len() > 256,
+        "only {} clients connected",
+        clients.len()
+    );
+    // While out of descriptors, an API request waits in the backlog; once descriptors come
+    // back it is answered.
+    let pending = std::thread::spawn(move || api(http, "GET", "/behavior", "", ""));
+    drop(clients);
+    let (status, _) = pending.join().expect("the API request during exhaustion");
+    assert_eq!(status, 200);
+    let (status, _) = api(http, "PUT", "/behavior", r#"{"name": "dummy"}"#, "");
+    assert_eq!(status, 200);
+    let mut client = proxy.connect();
+    assert_eq!(exchange(&mut client, b"served again"), b"served again");
+    assert_proxy_survived(&mut proxy, "running out of descriptors");
+    let warnings = proxy
+        .log()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("open files"))
+        .count();
+    assert!(
+        warnings <= 20,
+        "{warnings} warnings about open files:\n{}",
+        proxy.log()
+    );
+}
+
+#[test]
+fn the_api_refuses_rebinding_hosts_and_foreign_origins() {
+    let echo = Backend::echo();
+    let proxy = with_api(&echo, &[]);
+    let http = proxy.http_addr();
+    let put = |headers: &str| {
+        let request = format!(
+            "PUT /backend HTTP/1.1\r\n{headers}Content-Length: 29\r\nConnection: close\r\n\r\n{{\"backend\": \"127.0.0.1:9999\"}}"
+        );
+        within(Duration::from_secs(10), "PUT /backend", move || {
+            let mut s = TcpStream::connect(http).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            raw
+        })
+    };
+    let rebinding = put("Host: evil.example:8080\r\n");
+    assert!(rebinding.starts_with("HTTP/1.1 403"), "{rebinding}");
+    assert!(rebinding.contains(r#""name":"Host""#), "{rebinding}");
+    let csrf = put(&format!("Host: {http}\r\nOrigin: http://evil.example\r\n"));
+    assert!(csrf.starts_with("HTTP/1.1 403"), "{csrf}");
+    assert!(csrf.contains(r#""name":"Origin""#), "{csrf}");
+    let (_, backend) = api(http, "GET", "/backend", "", "");
+    assert_eq!(
+        backend["backend"],
+        echo.arg(),
+        "a refused PUT changed the backend"
+    );
+    let own = put(&format!("Host: {http}\r\nOrigin: http://{http}\r\n"));
+    assert!(own.starts_with("HTTP/1.1 200"), "{own}");
+}

@@ -76,6 +76,34 @@ impl Write for Counted<'_> {
     }
 }
 
+/// A request body on its way to the backend, stopped as soon as the backend has answered
+/// (when `backend` is given: a protocol whose servers answer early).
+struct UnlessAnswered<'a> {
+    to: Counted<'a>,
+    backend: Option<&'a TcpStream>,
+    answered: bool,
+}
+
+impl Write for UnlessAnswered<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // One peek per piece of body: the answer is there, or the backend closed.
+        if let Some(backend) = self.backend {
+            if matches!(crate::net::peek_now(backend), Ok(Some(_)) | Err(_)) {
+                self.answered = true;
+            }
+        }
+        if self.answered {
+            return Err(io::Error::other(
+                "the backend answered before the body was sent",
+            ));
+        }
+        self.to.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An open backend connection.
 struct Backend {
     reader: BufReader<TcpStream>,
@@ -418,12 +446,13 @@ impl Conn<'_> {
                     return self.abort();
                 }
             }
-            if let Err(e) = self.forward_request(&req, &head) {
-                if self.backend.is_none() {
+            let answered_early = match self.forward_request(&req, &head) {
+                Ok(early) => early,
+                Err(_) if self.backend.is_none() => {
                     return Ok(End::Close); // the backend is down: logged, client closed
                 }
-                return Err(e);
-            }
+                Err(e) => return Err(e),
+            };
             let mut call = Call {
                 direction: Direction::ToBackend,
                 data: &mut head,
@@ -449,7 +478,7 @@ impl Conn<'_> {
                 Verdict::Close => return self.close_by_behavior(),
                 Verdict::Abort => return self.abort(),
             }
-            if req.tunnel {
+            if req.tunnel && !answered_early {
                 return self.tunnel();
             }
             if req.expects_response {
@@ -457,7 +486,7 @@ impl Conn<'_> {
                     return Ok(end);
                 }
             }
-            if req.close {
+            if req.close || answered_early {
                 return Ok(End::Close);
             }
         }
@@ -731,16 +760,9 @@ impl Conn<'_> {
             None => match crate::net::connect(&self.backend_addr, self.ctx.settings.timeout) {
                 Ok(s) => (s, Instant::now()),
                 Err(e) => {
+                    let backend = self.backend_addr.to_string();
                     self.ctx
-                        .stats
-                        .backend_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    log::warn!(
-                        "#{} {}: backend {}: {e}; closing the client connection",
-                        self.id,
-                        self.peer,
-                        self.backend_addr
-                    );
+                        .warn_backend_failed(self.id, self.peer, &backend, &e);
                     crate::net::reset_on_close(self.client);
                     return Err(e);
                 }
@@ -758,29 +780,41 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn forward_request(&mut self, req: &Request, head: &[u8]) -> io::Result<()> {
+    /// Forwards a request; `Ok(true)` when the backend answered before its body was all
+    /// sent (an early HTTP 413): the rest is not forwarded, and the connection closes after
+    /// the answer, as the client's stream is no longer framed.
+    fn forward_request(&mut self, req: &Request, head: &[u8]) -> io::Result<bool> {
         self.connect()?;
         let Some(backend) = self.backend.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         backend.clean = false;
-        let mut to_backend = Counted::new(
-            backend.reader.get_ref(),
-            Direction::ToBackend,
-            &self.ctx.stats,
-        );
-        to_backend.write_all(head)?;
+        let socket = backend.reader.get_ref();
+        let mut to_backend = UnlessAnswered {
+            to: Counted::new(socket, Direction::ToBackend, &self.ctx.stats),
+            backend: self.framing.answers_early().then_some(socket),
+            answered: false,
+        };
+        to_backend.to.write_all(head)?;
         if !req.early_reply.is_empty() {
             Counted::new(self.client, Direction::ToClient, &self.ctx.stats)
                 .write_all(&req.early_reply)?;
         }
-        self.framing
-            .copy_body(req.body, &mut self.client_r, &mut to_backend)
-            .map_err(|e| Unframed::wrap(e, true, Vec::new()))?;
+        let copied = self
+            .framing
+            .copy_body(req.body, &mut self.client_r, &mut to_backend);
+        if to_backend.answered {
+            log::debug!(
+                "#{} the backend answered before the request's body was sent",
+                self.id
+            );
+            return Ok(true);
+        }
+        copied.map_err(|e| Unframed::wrap(e, true, Vec::new()))?;
         if !req.expects_response && !req.tunnel {
             backend.clean = true;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Reads the response to `req`, runs the `after` hook, and forwards it. `Some(end)` when

@@ -206,6 +206,8 @@ struct Field {
 #[derive(Debug, Default)]
 struct Head {
     raw: Vec<u8>,
+    /// Start of the start line in `raw`: empty lines before it are kept, and forwarded.
+    start: usize,
     /// End of the start line in `raw`.
     start_end: usize,
     /// Start of the empty line that ends the head in `raw`.
@@ -231,7 +233,7 @@ fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 impl Head {
     fn start_line(&self) -> &[u8] {
-        trim_eol(&self.raw[..self.start_end])
+        trim_eol(&self.raw[self.start..self.start_end])
     }
 
     fn name(&self, f: &Field) -> &[u8] {
@@ -324,11 +326,13 @@ const KEEP_HEAD: usize = 16 * 1024;
 const KEEP_FIELDS: usize = 128;
 
 /// Reads a message head into `head`, whose buffers are reused: empty lines before it are
-/// skipped; `Ok(false)`: the input ended before any byte of a head. `what` is "request" or
+/// kept (a recipient ignores them; the proxy forwards them); `Ok(false)`: the input ended
+/// before any byte of a head. `what` is "request" or
 /// "response"; `budget` is how many bytes the head may take.
 fn read_head(r: &mut dyn BufRead, what: &str, budget: usize, head: &mut Head) -> io::Result<bool> {
     let Head {
         raw,
+        start,
         start_end,
         blank,
         fields,
@@ -341,21 +345,19 @@ fn read_head(r: &mut dyn BufRead, what: &str, budget: usize, head: &mut Head) ->
     }
     raw.clear();
     fields.clear();
-    let mut skipped = 0usize;
     loop {
+        *start = raw.len();
         let n = read_line_of(r, raw, MAX_LINE, what, " line")?;
         if n == 0 {
             return Ok(false);
         }
-        if trim_eol(raw).is_empty() {
-            skipped += n;
-            if skipped > MAX_HEAD {
+        if trim_eol(&raw[*start..]).is_empty() {
+            if raw.len() > MAX_HEAD {
                 return Err(invalid(format!(
                     "more than {} of empty lines before a {what}",
                     size_text(MAX_HEAD)
                 )));
             }
-            raw.clear();
             continue;
         }
         break;
@@ -600,6 +602,25 @@ impl HttpSession {
     }
 }
 
+impl HttpSession {
+    /// The target of the request read last (`/behavior?x`), for a server that answers
+    /// requests itself (the control API).
+    pub(crate) fn target(&self) -> &[u8] {
+        let line = self.head.start_line();
+        let first = line.iter().position(|&b| b == b' ').map_or(0, |i| i + 1);
+        let last = line.iter().rposition(|&b| b == b' ').unwrap_or(line.len());
+        line.get(first..last.max(first)).unwrap_or_default()
+    }
+
+    /// The values of the header fields `name` (lower case) of the head read last.
+    pub(crate) fn header_values<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.head.values(name)
+    }
+}
+
 impl Framing for HttpSession {
     fn read_request(
         &mut self,
@@ -723,6 +744,10 @@ impl Framing for HttpSession {
 
     fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply {
         error_response(req, rng)
+    }
+
+    fn answers_early(&self) -> bool {
+        true
     }
 
     /// The head that failed is read into the session's own buffer.
@@ -1192,7 +1217,12 @@ mod tests {
             };
             let mut body = Vec::new();
             s.copy_body(req.body, &mut r, &mut body).unwrap();
-            let line = head.split(|&b| b == b'\r').next().unwrap().to_vec();
+            let start = head.iter().position(|b| !b"\r\n".contains(b)).unwrap_or(0);
+            let line = head[start..]
+                .split(|&b| b == b'\r')
+                .next()
+                .unwrap()
+                .to_vec();
             seen.push((String::from_utf8(line).unwrap(), req.body, body, req.close));
         }
         let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
@@ -1221,8 +1251,8 @@ mod tests {
         let (req, head) = req_ok(b"\r\n\nGET / HTTP/1.1\r\n\r\n");
         assert_eq!(req.name, "GET");
         assert_eq!(
-            head, b"GET / HTTP/1.1\r\n\r\n",
-            "skipped empty lines are not forwarded"
+            head, b"\r\n\nGET / HTTP/1.1\r\n\r\n",
+            "empty lines before a request go with it (the backend ignores them)"
         );
         let endless = vec![b'\n'; MAX_HEAD + 10];
         assert_invalid(&req_err(&endless), "empty lines");

@@ -254,6 +254,12 @@ pub trait Framing: Send {
     fn pipelines(&self) -> bool {
         false
     }
+    /// Whether a server may answer a request before its body is all sent (HTTP: a 413 to an
+    /// upload too large, a 401): the driver then stops forwarding the body, forwards the
+    /// answer at once, and closes the connection after it.
+    fn answers_early(&self) -> bool {
+        false
+    }
     /// Whether the backend connection carries no session state (a selected database, an
     /// open transaction, unread quiet replies) and may serve another client.
     fn reusable(&self) -> bool {

@@ -612,9 +612,14 @@ impl Framing for RedisSession {
         head: &mut Vec<u8>,
     ) -> io::Result<Option<Request>> {
         self.pending = None;
-        let start = head.len();
+        let first_start = head.len();
         loop {
-            head.truncate(start);
+            // Empty commands before this one stay in the head: they are forwarded with it
+            // (the server skips them), up to a bound past which the rest is a tunnel.
+            let start = head.len();
+            if start - first_start > MAX_LINE {
+                return Err(invalid("more than 64 KiB of empty commands"));
+            }
             let Some(first) = peek(client)? else {
                 return Ok(None);
             };
@@ -1131,14 +1136,12 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
             ("GET", &b"GET k\n"[..])
         );
         assert!(rest.is_empty());
-        // blank lines are skipped as the server skips them, and so are empty arrays
-        let (req, fwd, _) = request(b"\r\n  \r\n\n*0\r\n*-1\r\nPING\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (req.name.as_str(), fwd.as_slice()),
-            ("PING", &b"PING\r\n"[..])
-        );
+        // blank lines and empty arrays, which the server skips, go with the next command
+        let input = b"\r\n  \r\n\n*0\r\n*-1\r\nPING\r\n";
+        let (req, fwd, _) = request(input).unwrap().unwrap();
+        assert_eq!((req.name.as_str(), fwd.as_slice()), ("PING", &input[..]));
+        let endless = b"\r\n".repeat(MAX_LINE);
+        assert_eq!(kind(request(&endless)), io::ErrorKind::InvalidData);
         assert!(request(b"\r\n\r\n").unwrap().is_none());
         assert_eq!(
             split_args(b"a \"b c\" 'd\\'e' \"\\n\\x41\\q\"").unwrap(),
@@ -1240,7 +1243,7 @@ $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
             input.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
             let (req, fwd, rest) = request(&input).unwrap().unwrap();
             assert_eq!(req.name, "PING", "after {}", show(empty));
-            assert_eq!(fwd, b"*1\r\n$4\r\nPING\r\n");
+            assert_eq!(fwd, input, "forwarded with the command after it");
             assert!(rest.is_empty());
         }
     }

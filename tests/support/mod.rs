@@ -356,7 +356,7 @@ pub fn api(
     extra_headers: &str,
 ) -> (u16, serde_json::Value) {
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {http}\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
         body.len()
     );
     within(Duration::from_secs(10), "control API answer", move || {

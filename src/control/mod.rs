@@ -1,16 +1,16 @@
-//! The control API (`--http`): a tiny_http thread that reads and changes the live mix and
-//! backend. A change is published through the [`Hub`] as a new immutable snapshot; the API
-//! never waits on a connection.
+//! The control API (`--http`): routes that read and change the live mix and backend. A
+//! change is published through the [`Hub`] as a new immutable snapshot; the API never waits
+//! on a proxy connection. [`server`] accepts and reads the requests.
 
-use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use serde_json::{json, Map, Value as Json};
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::Method;
 
-use crate::error::Error;
+mod server;
+
+pub use server::{Control, IDLE_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT};
+
 use crate::hub::{Hub, Live};
 use crate::mix::{BehaviorOptions, Mix};
 use crate::registry::Registry;
@@ -34,61 +34,6 @@ pub struct ControlState {
     pub token: Option<String>,
 }
 
-/// A running control API.
-pub struct Control {
-    server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
-}
-
-impl Control {
-    /// Binds `addr` and serves the API on a thread of its own.
-    pub fn start(addr: &HostPort, state: ControlState) -> Result<Control, Error> {
-        let listener = crate::net::listen(addr, 128)
-            .map_err(|e| Error::Start(format!("cannot listen on {addr} (control API): {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Start(e.to_string()))?;
-        let server = Arc::new(
-            Server::from_listener(listener, None)
-                .map_err(|e| Error::Start(format!("control API on {addr}: {e}")))?,
-        );
-        let serving = server.clone();
-        let thread = std::thread::Builder::new()
-            .name("vaurien-control".into())
-            .spawn(move || {
-                for request in serving.incoming_requests() {
-                    handle(&state, request);
-                }
-            })
-            .map_err(|e| Error::Start(format!("cannot start the control thread: {e}")))?;
-        Ok(Control {
-            server,
-            thread: Some(thread),
-            addr,
-        })
-    }
-
-    /// The address the API listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops serving and waits for the thread.
-    pub fn stop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// An API answer: status and JSON body.
 #[derive(Debug, PartialEq)]
 pub struct Answer {
@@ -103,86 +48,15 @@ fn ok(body: Json) -> Answer {
 }
 
 /// The original's error shape: `{"status": "error", "errors": [{location, name, description}]}`.
-fn error(status: u16, location: &str, name: &str, description: impl Into<String>) -> Answer {
+pub(crate) fn error(
+    status: u16,
+    location: &str,
+    name: &str,
+    description: impl Into<String>,
+) -> Answer {
     Answer {
         status,
         body: json!({"status": "error", "errors": [{"location": location, "name": name, "description": description.into()}]}),
-    }
-}
-
-fn handle(state: &ControlState, mut request: Request) {
-    let method = request.method().clone();
-    let path = request.url().split('?').next().unwrap_or("").to_string();
-    let authorized = state.token.as_ref().is_none_or(|token| {
-        let wanted = format!("Bearer {token}");
-        request
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("Authorization") && h.value.as_str() == wanted)
-    });
-    let answer = if !authorized {
-        error(
-            401,
-            "header",
-            "Authorization",
-            "a valid 'Authorization: Bearer TOKEN' header is required",
-        )
-    } else {
-        match read_body(&mut request) {
-            Ok(body) => route(state, &method, &path, &body),
-            Err(answer) => answer,
-        }
-    };
-    if answer.status >= 400 {
-        log::info!(
-            "control: {method} {path} -> {} {}",
-            answer.status,
-            answer.body
-        );
-    } else if method != Method::Get {
-        log::info!("control: {method} {path} -> {}", answer.status);
-    }
-    let mut response =
-        Response::from_string(answer.body.to_string()).with_status_code(answer.status);
-    if let Ok(h) = Header::from_bytes("Content-Type", "application/json") {
-        response.add_header(h);
-    }
-    if answer.status == 405 {
-        let allow = if path == "/behaviors" || path == "/stats" {
-            "GET"
-        } else {
-            "GET, PUT"
-        };
-        if let Ok(h) = Header::from_bytes("Allow", allow) {
-            response.add_header(h);
-        }
-    }
-    if let Err(e) = request.respond(response) {
-        log::debug!("control: answer lost: {e}");
-    }
-}
-
-fn read_body(request: &mut Request) -> Result<Vec<u8>, Answer> {
-    let too_large = || {
-        error(
-            413,
-            "body",
-            "",
-            format!("the body is larger than {MAX_BODY} bytes"),
-        )
-    };
-    if request.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    match request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body)
-    {
-        Ok(_) if body.len() > MAX_BODY => Err(too_large()),
-        Ok(_) => Ok(body),
-        Err(e) => Err(error(400, "body", "", format!("cannot read the body: {e}"))),
     }
 }
 
@@ -346,7 +220,7 @@ fn stats_json(state: &ControlState) -> Json {
 mod tests {
     use super::*;
 
-    fn state() -> ControlState {
+    pub(crate) fn state() -> ControlState {
         let registry = Registry::builtin();
         let config = crate::settings::Config::defaults(registry.clone()).unwrap();
         let mix = config.mix().unwrap();
