@@ -4,6 +4,9 @@
 #   make test-real  tests against real servers and clients (MariaDB...), see .ci/run
 #   make demo       a self-contained demo: local backend, proxy with a mix, a report
 #   make bench      vaurien vs direct and haproxy on loopback, a markdown table (BENCH_ARGS=--quick)
+#   make fuzz       every parser under cargo-fuzz (nightly), FUZZ_SECS seconds each (default 60)
+#   make soak       tcp, http, redis, memcache through real servers with live changes and
+#                   backend restarts, every byte checked (SOAK_SECS, default 600)
 #   make install    PREFIX=/usr/local MANPREFIX=$(PREFIX)/share/man DESTDIR=
 
 PREFIX    ?= /usr/local
@@ -14,11 +17,16 @@ CARGO     ?= cargo
 TESTS     ?=
 # Arguments for the benchmark, e.g. make bench BENCH_ARGS="--quick --only bulk-1,http"
 BENCH_ARGS ?=
+# Seconds per fuzz target, and its memory bound in MiB; FUZZ_TARGETS="redis smtp" picks some
+FUZZ_SECS   ?= 60
+FUZZ_RSS_MB ?= 1024
+# Seconds of make soak
+SOAK_SECS ?= 600
 
 BINS = vaurien vaurienctl
 MANS = man/vaurien.1 man/vaurienctl.1
 
-.PHONY: all build test test-real demo bench man lint install uninstall clean
+.PHONY: all build test test-real demo bench fuzz soak man lint install uninstall clean
 
 all: build
 
@@ -36,6 +44,12 @@ demo: build
 
 bench:
 	$(CARGO) bench --bench bench -- $(BENCH_ARGS)
+
+soak:
+	$(CARGO) bench --bench soak -- --secs $(SOAK_SECS)
+
+fuzz:
+	FUZZ_SECS=$(FUZZ_SECS) FUZZ_RSS_MB=$(FUZZ_RSS_MB) bash tests/fuzz/run.sh
 
 # Rewrites the generated regions of the man pages from the option declarations.
 man:
