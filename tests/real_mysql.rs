@@ -337,3 +337,72 @@ fn delay_slows_a_session_that_still_works() {
         "the delayed session took far too long: direct {fast:?}, delayed {slow:?}"
     );
 }
+
+#[test]
+#[ignore = "needs mariadb-server: make test-real"]
+fn stay_connected_holds_a_live_session_on_blackout_as_the_blog_shows() {
+    use std::io::Write;
+    let _ = server();
+    let proxy = mysql_proxy(
+        "dummy",
+        &[
+            "--stay-connected",
+            "--http",
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+        ],
+    );
+    let http = proxy.http_addr();
+    let vaurienctl = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaurienctl"));
+        cmd.arg("--host").arg(format!("http://{http}")).args(args);
+        run_tool(cmd, None, Duration::from_secs(10)).ok("vaurienctl")
+    };
+    // A live session: the real client reading its statements from a pipe, one at a time.
+    let client = need_tool(&["mariadb", "mysql"], CLIENT_PACKAGE).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(client);
+    cmd.args([
+        "--no-defaults",
+        "--protocol=TCP",
+        "-h",
+        "127.0.0.1",
+        "-u",
+        "root",
+    ])
+    .args(["--batch", "--skip-column-names", "--unbuffered"])
+    .arg("-P")
+    .arg(proxy.addr.port().to_string())
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut session = KillOnDrop(cmd.spawn().expect("start the mariadb client"));
+    let mut stdin = session.0.stdin.take().expect("stdin");
+    let out = lines_of(session.0.stdout.take().expect("stdout"));
+    let err = lines_of(session.0.stderr.take().expect("stderr"));
+    writeln!(stdin, "SELECT 'before';").unwrap();
+    let first = out.recv_timeout(Duration::from_secs(20));
+    assert_eq!(
+        first.as_deref(),
+        Ok("before"),
+        "{:?}",
+        err.try_iter().collect::<Vec<_>>()
+    );
+    // MySQL is "down": with --stay-connected the session hangs instead of losing its server.
+    vaurienctl(&["set-behavior", "blackout"]);
+    writeln!(stdin, "SELECT 'during';").unwrap();
+    let answer = out.recv_timeout(Duration::from_secs(2));
+    assert!(
+        answer.is_err(),
+        "the blacked-out session answered {answer:?}"
+    );
+    assert!(
+        session.0.try_wait().expect("wait").is_none(),
+        "the client ended: {:?}",
+        err.try_iter().collect::<Vec<_>>()
+    );
+    let said: Vec<String> = err.try_iter().collect();
+    assert!(said.is_empty(), "the client said {said:?}");
+    vaurienctl(&["set-behavior", "dummy"]);
+}

@@ -415,3 +415,59 @@ fn starttls_turns_the_connection_into_a_tunnel() {
     });
     assert!(!proxy.log().contains("WARN"), "{}", proxy.log());
 }
+
+/// Sends `sessions` messages of `mib` MiB through `HOST PORT` with smtplib, one session each,
+/// keeps every session open (a NOOP after each message), prints `sent`, and waits for a line
+/// on stdin before it quits them.
+const BIG_MESSAGES: &str = r#"
+import smtplib, sys
+host, port, sessions, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+line = b"x" * 998 + b"\r\n"
+body = b"Subject: big\r\n\r\n" + line * (mib * 1048576 // len(line))
+open_sessions = []
+for i in range(sessions):
+    s = smtplib.SMTP(host, port, timeout=60)
+    s.sendmail("a@example.org", ["b@example.org"], body)
+    assert s.noop()[0] == 250
+    open_sessions.append(s)
+print("sent", flush=True)
+sys.stdin.readline()
+for s in open_sessions:
+    s.quit()
+"#;
+
+#[test]
+#[ignore = "needs python3-aiosmtpd: make test-real"]
+fn idle_sessions_keep_nothing_of_the_large_messages_they_sent() {
+    let server = SmtpServer::start();
+    let proxy = smtp_proxy(&server.addr(), &[]);
+    need_python(AIOSMTPD);
+    let pid = proxy.child.id();
+    let before = rss_kib(pid);
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg("-c")
+        .arg(BIG_MESSAGES)
+        .arg(proxy.addr.ip().to_string())
+        .arg(proxy.addr.port().to_string())
+        .args(["4", "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut sender = KillOnDrop(cmd.spawn().expect("start smtplib"));
+    let out = lines_of(sender.0.stdout.take().expect("stdout"));
+    let sent = out.recv_timeout(Duration::from_secs(120));
+    assert_eq!(
+        sent.as_deref(),
+        Ok("sent"),
+        "the four 20 MiB messages were not all sent"
+    );
+    // Four sessions, idle, each after a 20 MiB message: they hold none of it.
+    let growth = rss_kib(pid).saturating_sub(before);
+    assert!(
+        growth < 16 * 1024,
+        "RSS grew by {growth} KiB with four idle sessions"
+    );
+    let mut stdin = sender.0.stdin.take().expect("stdin");
+    let _ = stdin.write_all(b"done\n");
+    drop(stdin);
+}

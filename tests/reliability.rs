@@ -455,3 +455,35 @@ fn the_api_refuses_rebinding_hosts_and_foreign_origins() {
     let own = put(&format!("Host: {http}\r\nOrigin: http://{http}\r\n"));
     assert!(own.starts_with("HTTP/1.1 200"), "{own}");
 }
+
+#[test]
+fn a_put_without_a_name_gets_the_originals_error_through_curl() {
+    let echo = Backend::echo();
+    let proxy = with_api(&echo, &[]);
+    let url = format!("http://{}/behavior", proxy.http_addr());
+    let curl = need_tool(&["curl"], "the Debian package curl").unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = std::process::Command::new(curl);
+    cmd.args([
+        "-s",
+        "-X",
+        "PUT",
+        "-d",
+        r#"{"sleep": 1}"#,
+        "-w",
+        "\n%{http_code}",
+        &url,
+    ]);
+    let out = run_tool(cmd, None, Duration::from_secs(20))
+        .ok("curl")
+        .stdout();
+    let (body, status) = out.rsplit_once('\n').expect("a body and a status");
+    assert_eq!(status, "400");
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errors"][0]["location"], "body");
+    assert_eq!(body["errors"][0]["name"], "");
+    assert_eq!(
+        body["errors"][0]["description"],
+        r#"the value should contain a "name" key"#
+    );
+}
