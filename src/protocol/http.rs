@@ -19,7 +19,7 @@
 //! byte tunnel. Chunked bodies are copied as they arrive, size lines, extensions and trailers
 //! included, with memory bounded by the chunk-size line limit.
 
-use super::parse::{cut_short, invalid, trim_eol};
+use super::parse::{copy_exact, cut_short, invalid, trim_eol};
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
@@ -790,29 +790,6 @@ fn copy_plain(body: Body, from: &mut dyn BufRead, to: &mut dyn Write) -> io::Res
         Body::Chunked => copy_chunked(from, to),
         Body::Delimited => Err(invalid("HTTP has no such body")),
     }
-}
-
-/// Copies exactly `n` bytes as they arrive; fewer is `UnexpectedEof`.
-fn copy_exact(from: &mut dyn BufRead, to: &mut dyn Write, n: u64, what: &str) -> io::Result<()> {
-    let mut left = n;
-    while left > 0 {
-        let buf = match from.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Err(cut_short(format!(
-                "{what} cut short: {} of {n} bytes",
-                n - left
-            )));
-        }
-        let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        to.write_all(&buf[..take])?;
-        from.consume(take);
-        left -= take as u64;
-    }
-    Ok(())
 }
 
 /// Reads a line as `read_line` does into `line` (cleared first) and writes what it read to

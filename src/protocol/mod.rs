@@ -5,7 +5,7 @@
 //! beside them with their own read loop.
 
 use std::fmt;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
 use crate::opts::{OptSpec, Values};
@@ -202,31 +202,15 @@ pub trait Framing: Send {
         backend: &mut dyn BufRead,
         head: &mut Vec<u8>,
     ) -> io::Result<Response>;
-    /// Copies a body delimited by `body` from `from` to `to`, as it arrives.
+    /// Copies a body delimited by `body` from `from` to `to`, as it arrives (by default
+    /// [`copy_plain_body`]).
     fn copy_body(
         &mut self,
         body: Body,
         from: &mut dyn BufRead,
         to: &mut dyn Write,
     ) -> io::Result<()> {
-        match body {
-            Body::None => Ok(()),
-            Body::Length(n) => {
-                let copied = io::copy(&mut Read::take(&mut *from, n), to)?;
-                if copied < n {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "body cut short",
-                    ));
-                }
-                Ok(())
-            }
-            Body::UntilClose => io::copy(from, to).map(drop),
-            Body::Chunked | Body::Delimited => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a body this protocol does not have",
-            )),
-        }
+        copy_plain_body(body, from, to)
     }
     /// Moves the start of a response `body` that is already read from `from` after the
     /// response's `head`, so that both go out in one write; returns what is left to copy.
@@ -264,6 +248,20 @@ pub trait Framing: Send {
     /// open transaction, unread quiet replies) and may serve another client.
     fn reusable(&self) -> bool {
         true
+    }
+}
+
+/// Copies a body that is nothing, a length or everything up to the end, as it arrives; the
+/// framings of HTTP (chunked) and SMTP (its messages) are their sessions' own.
+pub fn copy_plain_body(body: Body, from: &mut dyn BufRead, to: &mut dyn Write) -> io::Result<()> {
+    match body {
+        Body::None => Ok(()),
+        Body::Length(n) => parse::copy_exact(from, to, n, "body"),
+        Body::UntilClose => io::copy(from, to).map(drop),
+        Body::Chunked | Body::Delimited => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a body this protocol does not have",
+        )),
     }
 }
 

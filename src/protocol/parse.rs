@@ -1,7 +1,7 @@
 //! Small pieces every protocol parser uses: its error kinds, how bytes appear in a message,
 //! line ends, and whether input is waiting; and the helpers their tests share.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
 
 /// Malformed data: the driver closes that connection with a warning.
 pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {
@@ -44,31 +44,45 @@ pub(crate) fn peek(r: &mut dyn BufRead) -> io::Result<Option<u8>> {
     }
 }
 
-/// Appends exactly `n` bytes of `r` to `out` as they arrive. On an error, `out` holds every
-/// byte consumed before it, so that a driver can still forward them; fewer bytes than `n`
-/// before the end of input is `UnexpectedEof` naming `what`.
+/// Copies exactly `n` bytes of `from` to `to` as they arrive. On an error, every byte
+/// consumed before it was written, so that a driver can still forward the rest; fewer bytes
+/// than `n` before the end of input is `UnexpectedEof` naming `what`.
+pub(crate) fn copy_exact(
+    from: &mut dyn BufRead,
+    to: &mut dyn Write,
+    n: u64,
+    what: &str,
+) -> io::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let buf = match from.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Err(cut_short(format!(
+                "{what} cut short by the end of input: {} of {n} bytes",
+                n - left
+            )));
+        }
+        let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        to.write_all(&buf[..take])?;
+        from.consume(take);
+        left -= take as u64;
+    }
+    Ok(())
+}
+
+/// Appends exactly `n` bytes of `r` to `out` as they arrive (all that was read stays in
+/// `out` on an error; see [`copy_exact`]).
 pub(crate) fn read_exactly(
     r: &mut dyn BufRead,
     out: &mut Vec<u8>,
     n: usize,
     what: &str,
 ) -> io::Result<()> {
-    let mut left = n;
-    while left > 0 {
-        let buf = match r.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Err(cut_short(format!("{what} cut short by the end of input")));
-        }
-        let take = buf.len().min(left);
-        out.extend_from_slice(&buf[..take]);
-        r.consume(take);
-        left -= take;
-    }
-    Ok(())
+    copy_exact(r, out, n as u64, what)
 }
 
 /// Whether input is waiting; `false` at end of input.

@@ -34,7 +34,7 @@
 //! the connection into a byte tunnel. `QUIT` closes the connection after its `+OK`. The `error`
 //! behavior answers `-ERR vaurien: ...` and the connection stays usable.
 
-use super::parse::{cut_short, invalid, peek, read_exactly, show, trim_eol};
+use super::parse::{copy_exact, cut_short, invalid, peek, read_exactly, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -387,11 +387,7 @@ fn parse(
 
 /// Copies `total` bytes of a bulk string as they arrive (the last two, CRLF, unchecked).
 fn copy_bulk(from: &mut dyn BufRead, to: &mut dyn Write, total: u64) -> io::Result<()> {
-    let copied = io::copy(&mut from.take(total), to)?;
-    if copied < total {
-        return Err(cut_short("bulk string cut short by the end of input"));
-    }
-    Ok(())
+    copy_exact(from, to, total, "bulk string")
 }
 
 /// The first two arguments of a RESP command head (those held whole in it), and how many

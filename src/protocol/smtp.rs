@@ -317,14 +317,6 @@ impl Framing for SmtpSession {
         to: &mut dyn Write,
     ) -> io::Result<()> {
         match body {
-            Body::None => Ok(()),
-            Body::Length(n) => {
-                let copied = io::copy(&mut from.take(n), to)?;
-                if copied < n {
-                    return Err(cut_short("BDAT chunk cut short by the end of input"));
-                }
-                Ok(())
-            }
             Body::Delimited => {
                 // The rest of a message, a piece at a time, as it arrives.
                 let mut piece = Vec::with_capacity(8 * 1024);
@@ -342,7 +334,8 @@ impl Framing for SmtpSession {
                     }
                 }
             }
-            _ => Err(invalid("an SMTP message has no such body")),
+            // A BDAT chunk's length.
+            other => super::copy_plain_body(other, from, to),
         }
     }
 
