@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::settings::HostPort;
+use crate::net::HostPort;
 
 /// A pooled connection and when it was first connected.
 struct Idle {

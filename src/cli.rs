@@ -8,9 +8,6 @@ use crate::opts::{OptKind, OptSpec, Value};
 use crate::registry::Registry;
 use crate::settings::{Config, Overrides, GLOBAL_OPTIONS};
 
-/// Old names of options, from the 2012 interface: (alias, option).
-pub const OPTION_ALIASES: &[(&str, &str)] = &[("local", "proxy"), ("distant", "backend")];
-
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
@@ -37,8 +34,8 @@ fn table(registry: &Registry) -> Options {
     for spec in GLOBAL_OPTIONS {
         declare(&mut opts, &spec.flag_name(), spec);
     }
-    for (alias, target) in OPTION_ALIASES {
-        if let Some(spec) = crate::opts::find(GLOBAL_OPTIONS, target) {
+    for spec in GLOBAL_OPTIONS {
+        for alias in spec.aliases {
             declare(&mut opts, alias, spec);
         }
     }
@@ -119,8 +116,8 @@ pub fn parse(args: &[String], registry: Registry) -> Result<Command, Error> {
             cli.globals.push((spec.name, v));
         }
     }
-    for (alias, target) in OPTION_ALIASES {
-        if let Some(spec) = crate::opts::find(GLOBAL_OPTIONS, target) {
+    for spec in GLOBAL_OPTIONS {
+        for alias in spec.aliases {
             if let Some(v) = value_of(&m, alias, spec)? {
                 if cli.globals.iter().any(|(k, _)| *k == spec.name) {
                     return Err(Error::Usage(format!(

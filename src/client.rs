@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::settings::HostPort;
+use crate::net::HostPort;
 
 /// Why a control request failed.
 #[derive(Debug)]

@@ -137,11 +137,7 @@ fn interpret(file: &str, sections: &Sections, registry: &Registry) -> Result<Ove
             }
         } else if section == "vaurien" {
             for (key, raw) in sorted(keys) {
-                let name = crate::cli::OPTION_ALIASES
-                    .iter()
-                    .find(|(a, _)| a == key)
-                    .map_or(key.as_str(), |(_, t)| *t);
-                let spec = find(GLOBAL_OPTIONS, name)
+                let spec = find(GLOBAL_OPTIONS, key)
                     .filter(|s| s.name != "config")
                     .ok_or_else(|| unknown_key(section, key))?;
                 let at = || format!("{file}: [vaurien] {key}");

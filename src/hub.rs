@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::mix::Mix;
-use crate::settings::HostPort;
+use crate::net::HostPort;
 
 /// What a connection needs to know at each call.
 #[derive(Debug)]

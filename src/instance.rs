@@ -11,8 +11,9 @@ use crate::client::Client;
 use crate::control::{Control, ControlState};
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::net::HostPort;
 use crate::server::{Proxy, StopHandle};
-use crate::settings::{Config, HostPort};
+use crate::settings::Config;
 use crate::stats::Stats;
 
 /// How long stopping waits for open connections to finish.

@@ -47,6 +47,8 @@ pub struct OptSpec {
     pub unit: &'static str,
     /// One line of help, without the default.
     pub help: &'static str,
+    /// Other names it answers to, as flags and INI keys (the 2012 interface's `local`).
+    pub aliases: &'static [&'static str],
 }
 
 impl OptSpec {
@@ -58,6 +60,7 @@ impl OptSpec {
             default,
             unit: "",
             help,
+            aliases: &[],
         }
     }
     /// Declares an integer option.
@@ -73,6 +76,7 @@ impl OptSpec {
             default,
             unit,
             help,
+            aliases: &[],
         }
     }
     /// Declares a float option.
@@ -88,6 +92,7 @@ impl OptSpec {
             default,
             unit,
             help,
+            aliases: &[],
         }
     }
     /// Declares a text option.
@@ -103,7 +108,18 @@ impl OptSpec {
             default,
             unit,
             help,
+            aliases: &[],
         }
+    }
+
+    /// The same option, answering to `aliases` too.
+    pub const fn aliased(self, aliases: &'static [&'static str]) -> Self {
+        OptSpec { aliases, ..self }
+    }
+
+    /// Whether `name` (underscores) is this option's name or one of its aliases.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.aliases.contains(&name)
     }
 
     /// The option's name as a flag fragment: underscores become dashes.
@@ -296,10 +312,11 @@ impl Values {
     }
 }
 
-/// Finds the declaration of `name` (dashes or underscores) in `specs`.
+/// Finds the declaration of `name` (dashes or underscores), or of an option it is an alias
+/// of, in `specs`.
 pub fn find<'a>(specs: &'a [OptSpec], name: &str) -> Option<&'a OptSpec> {
     let name = name.replace('-', "_");
-    specs.iter().find(|s| s.name == name)
+    specs.iter().find(|s| s.answers_to(&name))
 }
 
 #[cfg(test)]

@@ -273,7 +273,7 @@ impl Proxy {
         let protocol = (proto_spec.build)(&proto_values)
             .map_err(|e| Error::Usage(format!("protocol '{}': {e}", proto_spec.name)))?;
         let statsd = if settings.statsd {
-            let to = crate::settings::HostPort {
+            let to = crate::net::HostPort {
                 host: settings.statsd_host.clone(),
                 port: settings.statsd_port,
             };

@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::mix::{BehaviorOptions, Mix};
+use crate::net::HostPort;
 use crate::opts::{OptSpec, Value, Values};
 use crate::registry::Registry;
 
 /// The proxy's options, in `--help` order. The INI `[vaurien]` section takes the same names.
 pub const GLOBAL_OPTIONS: &[OptSpec] = &[
-    OptSpec::str("proxy", "localhost:8000", "", "address to listen on, HOST:PORT; port 0 picks a free port"),
-    OptSpec::str("backend", "localhost:80", "", "the real server, HOST:PORT; resolved at each new connection"),
+    OptSpec::str("proxy", "localhost:8000", "", "address to listen on, HOST:PORT; port 0 picks a free port")
+        .aliased(&["local"]),
+    OptSpec::str("backend", "localhost:80", "", "the real server, HOST:PORT; resolved at each new connection")
+        .aliased(&["distant"]),
     OptSpec::str("protocol", "tcp", "", "protocol of the traffic"),
     OptSpec::str("behavior", "100:dummy", "", "behavior mix PCT:NAME[,PCT:NAME...]; the rest goes to dummy"),
     OptSpec::str("config", "", "", "read options from this INI file; the command line wins over it"),
@@ -52,46 +55,6 @@ pub const GLOBAL_OPTIONS: &[OptSpec] = &[
     OptSpec::int("seed", "", "", "seed every random draw, so the same calls get the same faults"),
     OptSpec::int("max_connections", "1024", "connections", "client connections served at once; more wait in the backlog"),
 ];
-
-/// An address given as `HOST:PORT` (`[v6]:PORT` for IPv6 literals).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
-    /// Host name or IP literal, without brackets.
-    pub host: String,
-    /// Port number.
-    pub port: u16,
-}
-
-impl HostPort {
-    /// Reads `HOST:PORT`.
-    pub fn parse(text: &str) -> Result<HostPort, String> {
-        let bad = || format!("'{text}' is not an address HOST:PORT");
-        let (host, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
-        let host = match host.strip_prefix('[') {
-            Some(rest) => rest.strip_suffix(']').ok_or_else(bad)?,
-            None if host.contains(':') => return Err(bad()),
-            None => host,
-        };
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(bad());
-        }
-        let port = port.parse::<u16>().map_err(|_| bad())?;
-        Ok(HostPort {
-            host: host.to_string(),
-            port,
-        })
-    }
-}
-
-impl std::fmt::Display for HostPort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
 
 /// The proxy's settings, typed and checked.
 #[derive(Debug, Clone)]
@@ -431,33 +394,6 @@ impl Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(
-            HostPort::parse("localhost:80").unwrap(),
-            HostPort {
-                host: "localhost".into(),
-                port: 80
-            }
-        );
-        assert_eq!(HostPort::parse("[::1]:8000").unwrap().host, "::1");
-        assert_eq!(
-            HostPort::parse("[::1]:8000").unwrap().to_string(),
-            "[::1]:8000"
-        );
-        for bad in [
-            "localhost",
-            "::1:80",
-            "host:",
-            "host:99999",
-            ":80",
-            "a b:1",
-            "[::1:80",
-        ] {
-            assert!(HostPort::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn global_defaults_parse_and_check() {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::behavior::Direction;
-use crate::settings::HostPort;
+use crate::net::HostPort;
 
 /// Proxy-wide counters.
 #[derive(Debug, Default)]

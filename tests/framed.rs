@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vaurien::net::HostPort;
 use vaurien::protocol::{
     ErrorReply, Framing, Protocol, ProtocolSpec, Request, Response, StreamOptions, TCP_OPTIONS,
 };
-use vaurien::settings::HostPort;
 use vaurien::{Registry, Vaurien};
 
 use crate::support::{within, Backend};

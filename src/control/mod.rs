@@ -13,8 +13,8 @@ pub use server::{Control, IDLE_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT};
 
 use crate::hub::{Hub, Live};
 use crate::mix::{BehaviorOptions, Mix};
+use crate::net::HostPort;
 use crate::registry::Registry;
-use crate::settings::HostPort;
 use crate::stats::Stats;
 
 /// Largest request body accepted.

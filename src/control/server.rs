@@ -27,9 +27,9 @@ use tiny_http::{HTTPVersion, Header, Method, Response};
 
 use super::{error, route, Answer, ControlState, MAX_BODY};
 use crate::error::Error;
+use crate::net::HostPort;
 use crate::protocol::http::HttpSession;
 use crate::protocol::{Body, Framing};
-use crate::settings::HostPort;
 
 /// How long an API connection may wait for its next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);

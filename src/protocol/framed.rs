@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use crate::behavior::{Call, Direction, Verdict};
 use crate::hub::{Live, Subscription};
 use crate::mix::Entry;
+use crate::net::HostPort;
 use crate::protocol::{Body, Framing, Request, Response};
 use crate::server::{Closable, ConnectionGuards, Context};
-use crate::settings::HostPort;
 use crate::stats::Stats;
 
 /// The client socket of a framed connection, registered so that stopping the proxy can close it.

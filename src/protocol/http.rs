@@ -23,12 +23,12 @@ use super::parse::{copy_exact, cut_short, invalid, trim_eol};
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
+use crate::net::HostPort;
 use crate::opts::{OptSpec, Values};
 use crate::protocol::{
     Body, ErrorReply, Framing, Name, Protocol, ProtocolSpec, Request, Response, StreamOptions,
     TCP_OPTIONS,
 };
-use crate::settings::HostPort;
 
 /// A request line or a header line, terminator included, is at most this long.
 pub const MAX_LINE: usize = 8 * 1024;

@@ -790,8 +790,8 @@ impl Framing for MemcacheSession {
 mod tests {
     use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
+    use crate::net::HostPort;
     use crate::opts::Values;
-    use crate::settings::HostPort;
 
     #[test]
     fn a_call_allocates_nothing_once_the_session_is_warm() {

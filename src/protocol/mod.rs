@@ -8,8 +8,8 @@ use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
+use crate::net::HostPort;
 use crate::opts::{OptSpec, Values};
-use crate::settings::HostPort;
 
 pub mod framed;
 pub mod http;

@@ -729,8 +729,8 @@ impl Framing for RedisSession {
 mod tests {
     use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
+    use crate::net::HostPort;
     use crate::opts::Values;
-    use crate::settings::HostPort;
     use std::io::BufReader;
 
     #[test]

@@ -351,8 +351,8 @@ impl Framing for SmtpSession {
 mod tests {
     use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
+    use crate::net::HostPort;
     use crate::opts::Values;
-    use crate::settings::HostPort;
 
     /// Reads one request from `input` on a new session.
     fn request(input: &[u8]) -> Parsed {

@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use vaurien::control::{route, ControlState};
 use vaurien::hub::{Hub, Live};
-use vaurien::settings::{Config, HostPort};
+use vaurien::net::HostPort;
+use vaurien::settings::Config;
 use vaurien::stats::Stats;
 use vaurien::Registry;
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
-use crate::settings::HostPort;
+mod addr;
+
+pub use addr::HostPort;
 
 /// Resolves `addr`, IPv4 addresses first (so `localhost` binds 127.0.0.1).
 pub fn resolve(addr: &HostPort) -> io::Result<Vec<SocketAddr>> {
