@@ -12,7 +12,7 @@ use crate::control::{Control, ControlState};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::net::HostPort;
-use crate::server::{Proxy, StopHandle};
+use crate::proxy::{Proxy, StopHandle};
 use crate::settings::Config;
 use crate::stats::Stats;
 

@@ -56,11 +56,7 @@
 
 #![warn(missing_docs)]
 
-#[cfg(test)]
-mod alloc_count;
-pub mod backend_pool;
 pub mod behavior;
-pub mod buffers;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -73,15 +69,12 @@ pub mod logging;
 pub mod mix;
 pub mod net;
 pub mod opts;
-mod parking;
 pub mod protocol;
+pub(crate) mod proxy;
 pub mod registry;
-pub mod server;
 pub mod settings;
-#[cfg(target_os = "linux")]
-mod splice;
 pub mod stats;
-pub mod workers;
+pub(crate) mod sys;
 
 use std::io::Write;
 

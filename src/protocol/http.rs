@@ -970,7 +970,8 @@ mod tests {
             assert_eq!((resp.body, resp.close), (Body::Length(1024), false));
             assert_eq!(&head[..], response);
         };
-        let (cold, warm) = crate::alloc_count::cold_then_warm(|| call(&mut session, &mut head));
+        let (cold, warm) =
+            crate::sys::alloc_count::cold_then_warm(|| call(&mut session, &mut head));
         assert!(cold > 0, "the first call sets up the head buffers");
         assert_eq!(warm, 0, "allocations in 100 GET calls");
         // A big head's buffer is not kept once a normal head follows.

@@ -809,7 +809,7 @@ mod tests {
             &b"VALUE key 0 5\r\nhello\r\nEND\r\n"[..],
         );
         let set = (&b"set key 0 0 5\r\nhello\r\n"[..], &b"STORED\r\n"[..]);
-        let (_, warm) = crate::alloc_count::cold_then_warm(|| {
+        let (_, warm) = crate::sys::alloc_count::cold_then_warm(|| {
             call(&mut session, &mut head, get.0, get.1);
             call(&mut session, &mut head, set.0, set.1);
         });

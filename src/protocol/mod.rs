@@ -11,13 +11,11 @@ use std::sync::Arc;
 use crate::net::HostPort;
 use crate::opts::{OptSpec, Values};
 
-pub mod framed;
 pub mod http;
 pub mod memcache;
 mod parse;
 pub mod redis;
 pub mod smtp;
-pub mod stream;
 
 /// Options every protocol has, read from its declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]

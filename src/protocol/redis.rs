@@ -748,7 +748,8 @@ mod tests {
             session.read_response(&req, &mut &reply[..], head).unwrap();
             assert_eq!(&head[..], reply);
         };
-        let (cold, warm) = crate::alloc_count::cold_then_warm(|| call(&mut session, &mut head));
+        let (cold, warm) =
+            crate::sys::alloc_count::cold_then_warm(|| call(&mut session, &mut head));
         assert!(cold > 0, "the first call sets up the parse stack");
         assert_eq!(warm, 0, "allocations in 100 GET calls");
     }

@@ -10,7 +10,7 @@ use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::buffers::Stock;
+use crate::sys::buffers::Stock;
 
 /// Pipes kept for reuse at most (two file descriptors each, within the 128 spare ones
 /// `Proxy::bind` asks the open-files limit for).

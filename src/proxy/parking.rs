@@ -19,7 +19,7 @@ use std::time::Duration;
 use socket2::{SockRef, TcpKeepalive};
 
 use crate::stats::Stats;
-use crate::workers::Workers;
+use crate::sys::workers::Workers;
 
 /// Parked clients at most: past it the one parked longest is closed (bounds descriptors).
 pub(crate) const MAX_PARKED: usize = 4096;

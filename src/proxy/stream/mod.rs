@@ -33,7 +33,8 @@ use crossbeam_channel::{bounded, Sender};
 
 use crate::behavior::{Call, Direction, Verdict};
 use crate::hub::Subscription;
-use crate::server::{Closable, ConnectionGuards, Context};
+use crate::proxy::context::Context;
+use crate::proxy::guards::{Closable, ConnectionGuards};
 
 /// Bytes a delay line holds before the reader waits: bounds memory per direction. It is also
 /// the most a delayed direction carries per `sleep` (its bandwidth-delay product): data left
@@ -75,8 +76,8 @@ impl Link {
         ctx: &Context,
         mut guards: ConnectionGuards,
     ) -> io::Result<Arc<Link>> {
-        let idle_timeout = crate::server::idle_timeout(&ctx.settings);
-        let poll = crate::server::stream_poll(idle_timeout);
+        let idle_timeout = crate::proxy::context::idle_timeout(&ctx.settings);
+        let poll = crate::proxy::context::stream_poll(idle_timeout);
         ctx.set_client_read_timeout(&client, poll)?;
         backend.set_read_timeout(poll)?;
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Link>| {
@@ -393,7 +394,7 @@ enum Spliced {
 fn splice_chunk(
     link: &Link,
     (src, dst): (&TcpStream, &TcpStream),
-    pipe: &mut Option<crate::splice::Pipe>,
+    pipe: &mut Option<crate::sys::splice::Pipe>,
     held: &mut Option<Vec<u8>>,
     sub: &mut Subscription,
     rng: &mut fastrand::Rng,
@@ -418,7 +419,7 @@ fn splice_chunk(
     let Some(p) = pipe.as_mut() else {
         return Spliced::NoPipe;
     };
-    let max = ctx.buffers.size().min(crate::splice::PIPE_BYTES);
+    let max = ctx.buffers.size().min(crate::sys::splice::PIPE_BYTES);
     let n = loop {
         match p.fill(src, max) {
             Ok(n) => break n,
@@ -485,7 +486,7 @@ fn pump(
     let mut hung = false;
     let tag = dir.as_str();
     #[cfg(target_os = "linux")]
-    let mut pipe: Option<crate::splice::Pipe> = None;
+    let mut pipe: Option<crate::sys::splice::Pipe> = None;
     loop {
         // A hung link drops what it reads: through a buffer, not a new pipe per chunk.
         #[cfg(target_os = "linux")]

@@ -1,205 +1,34 @@
-//! The server: listener, accept loop, connection permits, and each connection's lifecycle.
+//! The proxy's listener and the workers that take turns accepting: bind, run, stop.
 //!
 //! ```text
-//! listener ─▶ worker: permit, accept ─▶ connect backend ─▶ protocol (stream pumps)
-//!                 ▲                           │
-//!   --max-connections permits           Link registered in the tracker, so stop() can
-//!   (a bounded channel)                 shut every live socket down
+//! listener ─▶ worker: permit, accept ─▶ connection::handle (on the same thread)
+//!                 ▲
+//!   --max-connections permits (a bounded channel); stop() shuts the listener and every
+//!   tracked connection down
 //! ```
 //!
 //! Worker threads take turns at `accept()` and serve the connection they accept, so a new
 //! connection wakes one thread, not an accept thread and then a worker.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
-use crate::behavior::Direction;
 use crate::error::Error;
 use crate::hub::{Hub, Live};
-use crate::protocol::stream::{self, Link};
-use crate::protocol::Protocol;
-use crate::settings::{Config, Settings};
-use crate::stats::{OpenConnection, Stats};
-use crate::workers::Workers;
+use crate::proxy::connection::handle;
+use crate::proxy::context::{idle_timeout, stream_poll, Context, OncePerSecond};
+use crate::proxy::guards::{Permit, Tracker};
+use crate::settings::Config;
+use crate::stats::Stats;
+use crate::sys::workers::Workers;
 
 /// How long an idle worker thread waits for work before it leaves.
 const WORKER_IDLE: Duration = Duration::from_secs(10);
-
-/// Something `stop` can shut down: a live connection.
-pub(crate) trait Closable: Send + Sync {
-    /// Shuts every socket of the connection down, waking its threads.
-    fn close_all(&self);
-}
-
-/// Live connections, so that stopping the proxy can close them.
-#[derive(Default)]
-pub(crate) struct Tracker {
-    live: Mutex<HashMap<u64, Weak<dyn Closable>>>,
-}
-
-impl Tracker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<dyn Closable>>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Registers a live connection until the guard drops.
-    pub(crate) fn register(self: &Arc<Self>, id: u64, conn: Weak<dyn Closable>) -> TrackGuard {
-        self.lock().insert(id, conn);
-        TrackGuard {
-            tracker: self.clone(),
-            id,
-        }
-    }
-
-    fn close_all(&self) {
-        // Upgrade under the lock, close outside it: the last `Arc` of a connection may be
-        // dropped here, and its `TrackGuard` takes the lock again.
-        let live: Vec<Arc<dyn Closable>> = self.lock().values().filter_map(Weak::upgrade).collect();
-        for conn in &live {
-            conn.close_all();
-        }
-    }
-}
-
-/// Removes a connection from the tracker when it ends.
-pub(crate) struct TrackGuard {
-    tracker: Arc<Tracker>,
-    id: u64,
-}
-
-impl Drop for TrackGuard {
-    fn drop(&mut self) {
-        self.tracker.lock().remove(&self.id);
-    }
-}
-
-/// One of the `--max-connections` permits, given back when dropped.
-pub(crate) struct Permit(Receiver<()>);
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let _ = self.0.try_recv();
-    }
-}
-
-/// What a connection holds until its last thread is done.
-pub(crate) struct ConnectionGuards {
-    pub(crate) track: Option<TrackGuard>,
-    _open: OpenConnection,
-    _permit: Permit,
-}
-
-/// What every connection of a proxy shares.
-pub(crate) struct Context {
-    pub settings: Settings,
-    pub protocol: Arc<dyn Protocol>,
-    pub hub: Arc<Hub>,
-    pub workers: Arc<Workers>,
-    pub stats: Arc<Stats>,
-    /// Read buffer size: the protocol's `buffer` when given, else `--bufsize`.
-    pub bufsize: usize,
-    /// Read buffers of `bufsize` bytes, held by stream pumps only while data flows.
-    pub buffers: Arc<crate::buffers::Buffers>,
-    /// Empty pipes for the chunks of a transparent mix, held only while data flows.
-    #[cfg(target_os = "linux")]
-    pub(crate) pipes: crate::splice::Pipes,
-    /// The read timeout accepted sockets inherit from the listener (Linux), set to what
-    /// this proxy's protocol wants on a client socket, so that no connection has to set it.
-    pub(crate) accepted_read_timeout: Option<Duration>,
-    /// Idle backend connections kept for reuse.
-    pub pool: crate::backend_pool::BackendPool,
-    pub(crate) tracker: Arc<Tracker>,
-    /// Hung clients that half-closed, held open without a thread.
-    pub(crate) parking: Arc<crate::parking::Parking>,
-    /// When running out of a resource (descriptors, memory) was last logged.
-    exhausted: OncePerSecond,
-}
-
-/// Lets a warning through at most once a second: running out of descriptors fails every
-/// accept and every backend connection, and one line per failure would flood the log.
-#[derive(Default)]
-pub(crate) struct OncePerSecond(Mutex<Option<Instant>>);
-
-impl OncePerSecond {
-    /// Whether a warning may be logged now (then not again for a second).
-    pub(crate) fn allow(&self) -> bool {
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return false;
-        }
-        *last = Some(Instant::now());
-        true
-    }
-}
-
-/// Mixes bits (splitmix64), so nearby seeds give unrelated streams.
-fn mix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// How long a connection may stay idle both ways: `--timeout`, unless zero or
-/// `--stay-connected`.
-pub(crate) fn idle_timeout(settings: &Settings) -> Option<Duration> {
-    (!settings.stay_connected && !settings.timeout.is_zero()).then_some(settings.timeout)
-}
-
-/// The read timeout of a stream pump: half the idle timeout, so that it checks activity in
-/// the other direction in time.
-pub(crate) fn stream_poll(idle: Option<Duration>) -> Option<Duration> {
-    idle.map(|t| (t / 2).max(Duration::from_millis(10)))
-}
-
-impl Context {
-    /// Logs that the backend at `backend` could not be reached for client `peer` of
-    /// connection `id`, whose socket is then closed; out of resources, at most once a second.
-    pub(crate) fn warn_backend_failed(
-        &self,
-        id: u64,
-        peer: SocketAddr,
-        backend: &str,
-        e: &io::Error,
-    ) {
-        self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
-        if !crate::net::is_resource_exhaustion(e) {
-            log::warn!("#{id} {peer}: backend {backend}: {e}; closing the client connection");
-        } else if self.exhausted.allow() {
-            log::warn!(
-                "#{id} {peer}: backend {backend}: {e}; closing the client connection (and \
-                 others that fail alike, logged at most once a second)"
-            );
-        }
-    }
-
-    /// Gives an accepted client socket the read timeout `want`, unless it inherited it.
-    pub(crate) fn set_client_read_timeout(
-        &self,
-        client: &TcpStream,
-        want: Option<Duration>,
-    ) -> io::Result<()> {
-        if cfg!(target_os = "linux") && want == self.accepted_read_timeout {
-            return Ok(());
-        }
-        client.set_read_timeout(want)
-    }
-
-    /// The random source of one direction of connection `id`: derived from `--seed` when
-    /// given, so the same seed and traffic replay the same draws.
-    pub fn rng(&self, id: u64, dir: Direction) -> fastrand::Rng {
-        match self.settings.seed {
-            Some(seed) => fastrand::Rng::with_seed(mix64(seed ^ mix64(id * 2 + dir as u64))),
-            None => fastrand::Rng::new(),
-        }
-    }
-}
 
 /// Threads in the accept loop at most: more go back to the worker pool when their
 /// connection ends. Two or more keep a churning client from ever waiting on a hand-off.
@@ -236,7 +65,7 @@ pub struct StopHandle {
     control: Arc<StopState>,
     listener: Arc<TcpListener>,
     tracker: Arc<Tracker>,
-    parking: Arc<crate::parking::Parking>,
+    parking: Arc<crate::proxy::parking::Parking>,
 }
 
 impl StopHandle {
@@ -310,15 +139,17 @@ impl Proxy {
             .set_read_timeout(accepted_read_timeout)
             .map_err(|e| Error::Start(format!("cannot set the listener's timeout: {e}")))?;
         let bufsize = protocol.stream_options().buffer.unwrap_or(settings.bufsize);
-        let pool =
-            crate::backend_pool::BackendPool::new(settings.pool_max_size, settings.pool_timeout);
+        let pool = crate::proxy::backend_pool::BackendPool::new(
+            settings.pool_max_size,
+            settings.pool_timeout,
+        );
         let hub = Hub::new(Live {
             mix,
             backend: settings.backend.clone(),
         });
         let (wake, woken) = bounded(0);
         let permits = bounded(settings.max_connections);
-        let parking = Arc::new(crate::parking::Parking::new(stats.clone()));
+        let parking = Arc::new(crate::proxy::parking::Parking::new(stats.clone()));
         let ctx = Arc::new(Context {
             settings,
             protocol,
@@ -326,9 +157,9 @@ impl Proxy {
             workers: Workers::new(WORKER_IDLE),
             stats,
             bufsize,
-            buffers: Arc::new(crate::buffers::Buffers::new(bufsize)),
+            buffers: Arc::new(crate::sys::buffers::Buffers::new(bufsize)),
             #[cfg(target_os = "linux")]
-            pipes: crate::splice::Pipes::default(),
+            pipes: crate::sys::splice::Pipes::default(),
             accepted_read_timeout,
             pool,
             tracker: Arc::new(Tracker::default()),
@@ -477,45 +308,4 @@ impl Acceptor {
             log::warn!("accept: {e}; waiting {backoff:?} before accepting again");
         }
     }
-}
-
-/// One client connection: connect to the backend, then run the protocol.
-fn handle(ctx: &Arc<Context>, id: u64, client: TcpStream, peer: SocketAddr, permit: Permit) {
-    let open = ctx.stats.open_connection();
-    let keep_alive = ctx.protocol.stream_options().keep_alive;
-    crate::net::tune_accepted(&client, keep_alive);
-    let backend_addr = ctx.hub.current().backend.clone();
-    log::debug!("#{id} {peer} connected; backend {backend_addr}");
-    if let Some(framing) = ctx.protocol.framing(&backend_addr) {
-        let guards = ConnectionGuards {
-            track: None,
-            _open: open,
-            _permit: permit,
-        };
-        crate::protocol::framed::serve(ctx, id, peer, client, guards, framing, backend_addr);
-        return;
-    }
-    let backend = match crate::net::connect(&backend_addr, ctx.settings.timeout) {
-        Ok(b) => b,
-        Err(e) => {
-            ctx.warn_backend_failed(id, peer, &backend_addr.to_string(), &e);
-            crate::net::reset_on_close(&client);
-            return;
-        }
-    };
-    crate::net::tune(&backend, keep_alive);
-    let guards = ConnectionGuards {
-        track: None,
-        _open: open,
-        _permit: permit,
-    };
-    let link = match Link::new(id, peer, client, backend, ctx, guards) {
-        Ok(link) => link,
-        Err(e) => {
-            log::warn!("#{id} {peer}: {e}");
-            return;
-        }
-    };
-    stream::serve(link, ctx);
-    log::debug!("#{id} {peer} done");
 }

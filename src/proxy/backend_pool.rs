@@ -69,11 +69,13 @@ impl BackendPool {
     }
 
     /// Connections in the pool.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
     /// Whether the pool is empty.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

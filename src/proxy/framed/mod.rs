@@ -34,7 +34,8 @@ use crate::hub::{Live, Subscription};
 use crate::mix::Entry;
 use crate::net::HostPort;
 use crate::protocol::{Body, Framing, Request, Response};
-use crate::server::{Closable, ConnectionGuards, Context};
+use crate::proxy::context::Context;
+use crate::proxy::guards::{Closable, ConnectionGuards};
 use crate::stats::Stats;
 
 /// The client socket of a framed connection, registered so that stopping the proxy can close it.
@@ -332,7 +333,7 @@ pub(crate) fn serve(
             _guards: guards,
         }
     });
-    let idle = crate::server::idle_timeout(&ctx.settings);
+    let idle = crate::proxy::context::idle_timeout(&ctx.settings);
     let _ = ctx.set_client_read_timeout(&link.client, idle);
     let mut conn = Conn {
         ctx,
@@ -640,7 +641,7 @@ impl Conn<'_> {
             }
             self.head.clear();
             let_backend_answer(&backend.reader);
-            let idle = crate::server::idle_timeout(&self.ctx.settings);
+            let idle = crate::proxy::context::idle_timeout(&self.ctx.settings);
             let mut from = waiting(
                 backend,
                 self.client,
@@ -722,7 +723,7 @@ impl Conn<'_> {
             let idle = b.clean && self.framing.reusable();
             if !idle
                 || (b.reader.buffer().is_empty()
-                    && crate::backend_pool::still_open(b.reader.get_ref()))
+                    && crate::proxy::backend_pool::still_open(b.reader.get_ref()))
             {
                 return Ok(());
             }
@@ -826,7 +827,7 @@ impl Conn<'_> {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         let_backend_answer(&backend.reader);
-        let idle = crate::server::idle_timeout(&self.ctx.settings);
+        let idle = crate::proxy::context::idle_timeout(&self.ctx.settings);
         let client_buffered = !self.client_r.buffer().is_empty();
         let resp: Response = match self.framing.read_response(
             req,
