@@ -8,12 +8,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
+use crate::config::Config;
 use crate::control::{Control, ControlState};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::net::HostPort;
 use crate::proxy::{Proxy, StopHandle};
-use crate::settings::Config;
 use crate::stats::Stats;
 
 /// How long stopping waits for open connections to finish.

@@ -50,35 +50,33 @@
 //! proxy.stop();
 //! ```
 //!
-//! [`cli::parse`] reads a command line into a [`settings::Config`]; [`Vaurien`] runs it;
+//! [`cli::parse`] reads a command line into a [`config::Config`]; [`Vaurien`] runs it;
 //! [`Registry`] takes custom behaviors and protocols, and [`main_with`] runs the stock command
 //! line with them.
 
 #![warn(missing_docs)]
 
 pub mod behavior;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
-pub mod doc;
-pub mod error;
+mod error;
 pub mod hub;
 mod instance;
-pub mod logging;
+mod logging;
 pub mod mix;
 pub mod net;
 pub mod opts;
 pub mod protocol;
 pub(crate) mod proxy;
-pub mod registry;
-pub mod settings;
+mod registry;
 pub mod stats;
 pub(crate) mod sys;
 
 use std::io::Write;
 
 pub use client::Client;
+pub use config::cli;
 pub use error::Error;
 pub use instance::Vaurien;
 pub use registry::Registry;
@@ -159,7 +157,7 @@ fn give_large_frees_back_to_the_system() {
     }
 }
 
-fn log_settings(config: &settings::Config, proxy: &Vaurien) {
+fn log_settings(config: &config::Config, proxy: &Vaurien) {
     let s = &config.settings;
     let addr = proxy.proxy_addr();
     if let Some(http) = proxy.http_addr() {

@@ -1,5 +1,5 @@
 //! The man page stays in step with the binary: every flag of `--help` is documented, the
-//! generated option lists equal what `vaurien::doc` writes from the declarations, and groff
+//! generated option lists equal what `vaurien::config::doc` writes from the declarations, and groff
 //! renders the page without a warning.
 //!
 //! `VAURIEN_BLESS=1` (what `make man` sets) rewrites the generated regions instead of failing.
@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use vaurien::{doc, Registry};
+use vaurien::config::doc;
+use vaurien::Registry;
 
 use crate::support::*;
 
@@ -20,7 +21,7 @@ fn read_man() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// The generated regions: (name, what `vaurien::doc` writes for it).
+/// The generated regions: (name, what `vaurien::config::doc` writes for it).
 fn regions() -> Vec<(&'static str, String)> {
     let registry = Registry::builtin();
     vec![

@@ -1,6 +1,6 @@
 //! The control API (`--http`): routes that read and change the live mix and backend. A
 //! change is published through the [`Hub`] as a new immutable snapshot; the API never waits
-//! on a proxy connection. [`server`] accepts and reads the requests.
+//! on a proxy connection. Its own server ([`Control`]) accepts and reads the requests.
 
 use std::sync::Arc;
 
@@ -222,7 +222,7 @@ mod tests {
 
     pub(crate) fn state() -> ControlState {
         let registry = Registry::builtin();
-        let config = crate::settings::Config::defaults(registry.clone()).unwrap();
+        let config = crate::config::Config::defaults(registry.clone()).unwrap();
         let mix = config.mix().unwrap();
         ControlState {
             hub: Hub::new(Live {

@@ -1,8 +1,10 @@
 //! Protocols: how the proxy cuts the traffic of a connection into calls.
 //!
-//! Stream protocols (`tcp`, `mysql`, `smtp` for now) forward a full-duplex byte stream and
-//! treat every chunk read from one side as a call; see [`stream`]. Framed protocols plug in
-//! beside them with their own read loop.
+//! A byte-stream protocol (`tcp`, `mysql`) forwards a full-duplex stream and treats every
+//! chunk read from one side as a call. A framed protocol (`http`, `redis`, `memcache`,
+//! `smtp`) gives each connection a [`Framing`] session, whose parsers read requests and
+//! responses for the engine's framed driver. A protocol declares its options once, in a
+//! [`ProtocolSpec`].
 
 use std::fmt;
 use std::io::{self, BufRead, Write};

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::behavior::Direction;
+use crate::config::Settings;
 use crate::hub::Hub;
 use crate::protocol::Protocol;
 use crate::proxy::guards::Tracker;
-use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::sys::workers::Workers;
 

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
+use crate::config::Config;
 use crate::error::Error;
 use crate::hub::{Hub, Live};
 use crate::proxy::connection::handle;
 use crate::proxy::context::{idle_timeout, stream_poll, Context, OncePerSecond};
 use crate::proxy::guards::{Permit, Tracker};
-use crate::settings::Config;
 use crate::stats::Stats;
 use crate::sys::workers::Workers;
 

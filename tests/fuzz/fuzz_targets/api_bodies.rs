@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use vaurien::control::{route, ControlState};
 use vaurien::hub::{Hub, Live};
 use vaurien::net::HostPort;
-use vaurien::settings::Config;
+use vaurien::config::Config;
 use vaurien::stats::Stats;
 use vaurien::Registry;
 

@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use vaurien::config::from_text;
-use vaurien::settings::{Config, Overrides};
+use vaurien::config::{Config, Overrides};
 use vaurien::Registry;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use vaurien::behavior::{Call, Direction};
 use vaurien::opts::{OptSpec, Values};
-use vaurien::settings::{Settings, GLOBAL_OPTIONS};
+use vaurien::config::{Settings, GLOBAL_OPTIONS};
 use vaurien::Registry;
 
 fuzz_target!(|data: &[u8]| {

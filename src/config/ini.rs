@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use configparser::ini::Ini;
 
+use crate::config::{Overrides, GLOBAL_OPTIONS};
 use crate::error::Error;
 use crate::opts::{find, OptSpec, Value};
 use crate::registry::Registry;
-use crate::settings::{Overrides, GLOBAL_OPTIONS};
 
 /// How deep `extends` may chain before the file is taken for a loop.
 const MAX_EXTENDS: usize = 8;
@@ -231,7 +231,7 @@ fn interpret(file: &str, sections: &Sections, registry: &Registry) -> Result<Ove
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Config;
+    use crate::config::Config;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);

@@ -2,9 +2,9 @@
 
 use std::fmt::Write;
 
+use crate::config::GLOBAL_OPTIONS;
 use crate::opts::{OptKind, OptSpec};
 use crate::registry::Registry;
-use crate::settings::GLOBAL_OPTIONS;
 
 /// The value placeholder of an option in `--help` and the man page.
 pub fn placeholder(spec: &OptSpec) -> String {

@@ -3,10 +3,10 @@
 
 use getopts::{Fail, Options};
 
+use crate::config::{Config, Overrides, GLOBAL_OPTIONS};
 use crate::error::Error;
 use crate::opts::{OptKind, OptSpec, Value};
 use crate::registry::Registry;
-use crate::settings::{Config, Overrides, GLOBAL_OPTIONS};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub enum Command {
 }
 
 fn declare(opts: &mut Options, flag: &str, spec: &OptSpec) {
-    let meta = crate::doc::placeholder(spec);
+    let meta = crate::config::doc::placeholder(spec);
     match spec.kind {
         OptKind::Bool => opts.optflagopt("", flag, spec.help, "BOOL"),
         _ => opts.optopt("", flag, spec.help, &meta),
@@ -102,7 +102,7 @@ fn value_of(m: &getopts::Matches, flag: &str, spec: &OptSpec) -> Result<Option<V
 pub fn parse(args: &[String], registry: Registry) -> Result<Command, Error> {
     let m = table(&registry).parse(args).map_err(usage)?;
     if m.opt_present("help") {
-        return Ok(Command::Help(crate::doc::help(&registry)));
+        return Ok(Command::Help(crate::config::doc::help(&registry)));
     }
     if m.opt_present("version") {
         return Ok(Command::Version);

@@ -1,0 +1,242 @@
+//! What a proxy starts from: the proxy's option declarations and typed [`Settings`], the
+//! command line ([`cli`]), the INI file ([`load`]), `--help` and the man page's generated
+//! lists ([`doc`]), merged and checked once into a [`Config`].
+
+pub mod cli;
+pub mod doc;
+mod ini;
+mod settings;
+
+use std::collections::BTreeMap;
+
+pub use ini::{from_text, load};
+pub use settings::{parse_log_level, Invalid, Overrides, Settings, GLOBAL_OPTIONS};
+
+use settings::invalid;
+
+use crate::error::Error;
+use crate::mix::{BehaviorOptions, Mix};
+use crate::opts::{Value, Values};
+use crate::registry::Registry;
+
+/// Everything a proxy starts from: the registry, settings, and every option value.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Known behaviors and protocols, including those the file defined.
+    pub registry: Registry,
+    /// Typed proxy settings.
+    pub settings: Settings,
+    /// Raw proxy option values (for start-up logs).
+    pub globals: Values,
+    /// Option values of every behavior.
+    pub behavior_options: BehaviorOptions,
+    /// Option values of every protocol.
+    pub protocol_options: BTreeMap<String, Values>,
+}
+
+fn apply(values: &mut Values, pairs: &[(&'static str, Value)]) {
+    for (k, v) in pairs {
+        values.set(k, v.clone());
+    }
+}
+
+impl Config {
+    /// The defaults alone, as a library user starts from.
+    pub fn defaults(registry: Registry) -> Result<Config, Error> {
+        Config::build(registry, None, Overrides::default())
+    }
+
+    /// Merges defaults < `file` < `cli` and checks the result. A problem that the file alone
+    /// causes is reported against the file (exit 1), one of the command line as a usage
+    /// error (exit 2).
+    pub fn build(
+        registry: Registry,
+        file: Option<(&str, Overrides)>,
+        cli: Overrides,
+    ) -> Result<Config, Error> {
+        let mut registry = registry;
+        let empty = Overrides::default();
+        let (file_name, file) = match &file {
+            Some((name, o)) => (*name, o),
+            None => ("", &empty),
+        };
+        for (name, base) in &file.derived {
+            registry = registry
+                .derive_behavior(name, base)
+                .map_err(|e| Error::Config(format!("{file_name}: [behavior:{name}] base: {e}")))?;
+        }
+        let mut globals = Values::defaults(crate::config::GLOBAL_OPTIONS);
+        apply(&mut globals, &file.globals);
+        let mut behavior_options = BehaviorOptions::new();
+        let mut protocol_options = BTreeMap::new();
+        for b in registry.behaviors() {
+            behavior_options.insert(b.name.to_string(), Values::defaults(b.options));
+        }
+        for p in registry.protocols() {
+            protocol_options.insert(p.name.to_string(), Values::defaults(p.options));
+        }
+        let set_behaviors = |opts: &mut BehaviorOptions, list: &[(String, String, Value)]| {
+            for (b, k, v) in list {
+                if let Some(values) = registry
+                    .behavior(b)
+                    .and_then(|s| opts.get_mut(s.name.as_ref()))
+                {
+                    values.set(k, v.clone());
+                }
+            }
+        };
+        let set_protocols = |opts: &mut BTreeMap<String, Values>,
+                             list: &[(String, String, Value)]| {
+            for (p, k, v) in list {
+                if let Some(values) = opts.get_mut(p) {
+                    values.set(k, v.clone());
+                }
+            }
+        };
+        set_behaviors(&mut behavior_options, &file.behaviors);
+        set_protocols(&mut protocol_options, &file.protocols);
+        if file_name.is_empty() {
+            // Nothing came from a file: every problem is the command line's.
+        } else if let Err(e) =
+            Config::check(&registry, &globals, &behavior_options, &protocol_options)
+        {
+            return Err(Error::Config(format!("{file_name}: {}", e.in_file())));
+        }
+        apply(&mut globals, &cli.globals);
+        set_behaviors(&mut behavior_options, &cli.behaviors);
+        set_protocols(&mut protocol_options, &cli.protocols);
+        let settings = Config::check(&registry, &globals, &behavior_options, &protocol_options)
+            .map_err(|e| Error::Usage(e.on_command_line()))?;
+        Ok(Config {
+            registry,
+            settings,
+            globals,
+            behavior_options,
+            protocol_options,
+        })
+    }
+
+    fn check(
+        registry: &Registry,
+        globals: &Values,
+        behaviors: &BehaviorOptions,
+        protocols: &BTreeMap<String, Values>,
+    ) -> Result<Settings, Problem> {
+        let settings = Settings::from_values(globals).map_err(Problem::Global)?;
+        let proto = registry.protocol(&settings.protocol).ok_or_else(|| {
+            Problem::Global(invalid(
+                "protocol",
+                format!(
+                    "unknown protocol '{}' (known: {})",
+                    settings.protocol,
+                    registry.protocol_names().join(", ")
+                ),
+            ))
+        })?;
+        for spec in registry.behaviors() {
+            if let Some(values) = behaviors.get(spec.name.as_ref()) {
+                spec.instantiate(values)
+                    .map_err(|e| Problem::Behavior(spec.name.to_string(), e))?;
+            }
+        }
+        if let Some(values) = protocols.get(proto.name) {
+            (proto.build)(values).map_err(|e| Problem::Protocol(proto.name.to_string(), e))?;
+        }
+        Mix::parse(&settings.behavior, registry, behaviors)
+            .map_err(|e| Problem::Global(invalid("behavior", e.to_string())))?;
+        Ok(settings)
+    }
+
+    /// Builds the mix the proxy starts with.
+    pub fn mix(&self) -> Result<Mix, Error> {
+        Mix::parse(
+            &self.settings.behavior,
+            &self.registry,
+            &self.behavior_options,
+        )
+        .map_err(|e| Error::Usage(e.to_string()))
+    }
+}
+
+/// Which part of the configuration failed its check.
+#[derive(Debug)]
+enum Problem {
+    Global(Invalid),
+    Behavior(String, String),
+    Protocol(String, String),
+}
+
+impl Problem {
+    fn in_file(&self) -> String {
+        match self {
+            Problem::Global(i) => format!("[vaurien] {}: {}", i.key, i.why),
+            Problem::Behavior(b, why) => format!("[behavior:{b}]: {why}"),
+            Problem::Protocol(p, why) => format!("[protocol:{p}]: {why}"),
+        }
+    }
+
+    fn on_command_line(&self) -> String {
+        match self {
+            Problem::Global(i) => format!("--{}: {}", i.key.replace('_', "-"), i.why),
+            Problem::Behavior(b, why) => format!("behavior '{b}': {why}"),
+            Problem::Protocol(p, why) => format!("protocol '{p}': {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn global_defaults_parse_and_check() {
+        for o in GLOBAL_OPTIONS {
+            if !o.default.is_empty() {
+                assert!(o.parse(o.default).is_ok(), "{}", o.name);
+            }
+        }
+        let c = Config::defaults(Registry::builtin()).unwrap();
+        assert_eq!(c.settings.proxy.to_string(), "localhost:8000");
+        assert_eq!(c.settings.timeout, Duration::from_secs(30));
+        assert_eq!(c.settings.seed, None);
+        assert_eq!(c.mix().unwrap().to_string(), "dummy");
+    }
+
+    #[test]
+    fn command_line_wins_over_file_and_errors_name_their_source() {
+        let file = Overrides {
+            globals: vec![("behavior", Value::Str("20:delay".into()))],
+            ..Default::default()
+        };
+        let cli = Overrides {
+            globals: vec![("behavior", Value::Str("30:hang".into()))],
+            ..Default::default()
+        };
+        let c = Config::build(Registry::builtin(), Some(("f.ini", file.clone())), cli).unwrap();
+        assert_eq!(c.settings.behavior, "30:hang");
+        let bad_file = Overrides {
+            globals: vec![("timeout", Value::Float(-1.0))],
+            ..Default::default()
+        };
+        match Config::build(
+            Registry::builtin(),
+            Some(("f.ini", bad_file)),
+            Overrides::default(),
+        ) {
+            Err(Error::Config(m)) => assert_eq!(
+                m,
+                "f.ini: [vaurien] timeout: -1 is not a duration in seconds"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let bad_cli = Overrides {
+            globals: vec![("behavior", Value::Str("150:delay".into()))],
+            ..Default::default()
+        };
+        match Config::build(Registry::builtin(), Some(("f.ini", file)), bad_cli) {
+            Err(Error::Usage(m)) => assert!(m.starts_with("--behavior: weight '150'"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
