@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+mod app;
 pub mod behavior;
 pub mod client;
 pub mod config;
@@ -73,131 +74,9 @@ mod registry;
 pub mod stats;
 pub(crate) mod sys;
 
-use std::io::Write;
-
+pub use app::main_with;
 pub use client::Client;
 pub use config::cli;
 pub use error::Error;
 pub use instance::Vaurien;
 pub use registry::Registry;
-
-/// Runs the `vaurien` command line `args` (without the program name) with `registry`, until
-/// SIGINT or SIGTERM; returns the exit status.
-pub fn main_with(registry: Registry, args: &[String]) -> i32 {
-    match run(registry, args) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("vaurien: {e}");
-            e.exit_code()
-        }
-    }
-}
-
-fn run(registry: Registry, args: &[String]) -> Result<(), Error> {
-    let config = match cli::parse(args, registry)? {
-        cli::Command::Help(text) => {
-            print!("{text}");
-            return Ok(());
-        }
-        cli::Command::Version => {
-            println!("vaurien {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
-        }
-        cli::Command::Run(config) => config,
-    };
-    let s = &config.settings;
-    logging::init(s.log_level, &s.log_output)?;
-    give_large_frees_back_to_the_system();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| Error::Start(format!("cannot handle signals: {e}")))?;
-    // The pid file exists before the proxy answers, so whoever waited for it can stop it.
-    if let Some(path) = &s.pid_file {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| Error::Start(format!("cannot write pid file {path}: {e}")))?;
-    }
-    let proxy = Vaurien::start(&config).inspect_err(|_| {
-        if let Some(path) = &s.pid_file {
-            let _ = std::fs::remove_file(path);
-        }
-    })?;
-    log_settings(&config, &proxy);
-    // The machine-readable line a script waits for (a port 0 is known only now).
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", proxy.ready_line());
-    let _ = out.flush();
-    drop(out);
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig} received, stopping");
-    }
-    proxy.stop();
-    if let Some(path) = &s.pid_file {
-        let _ = std::fs::remove_file(path);
-    }
-    log::info!("stopped");
-    Ok(())
-}
-
-/// Makes glibc serve every allocation of 128 KiB or more with its own mapping, returned to
-/// the system when freed.
-///
-/// By default glibc raises that threshold each time such a block is freed, so later large
-/// blocks come from the heap of the thread's arena and stay in the process once freed; with a
-/// thread per connection there are many arenas. A session that read one large message (an
-/// MSET of 60,000 keys) then gave its buffer back still cost its arena that memory: 20 idle
-/// redis sessions kept 30 MB. Nothing on the data path allocates that much (stream buffers
-/// are 64 KiB and come from a stock), so only large messages pay for a mapping.
-fn give_large_frees_back_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it is called before any connection.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
-fn log_settings(config: &config::Config, proxy: &Vaurien) {
-    let s = &config.settings;
-    let addr = proxy.proxy_addr();
-    if let Some(http) = proxy.http_addr() {
-        log::info!("control API on http://{http}");
-    }
-    log::info!(
-        "vaurien {} listening on {addr}, backend {}, protocol {}",
-        env!("CARGO_PKG_VERSION"),
-        s.backend,
-        s.protocol
-    );
-    if let Ok(mix) = config.mix() {
-        log::info!("behavior {mix}");
-    }
-    let seed = s.seed.map_or("none".to_string(), |x| x.to_string());
-    log::info!(
-        "timeout {:?}, bufsize {}, max connections {}, stay connected {}, seed {seed}",
-        s.timeout,
-        s.bufsize,
-        s.max_connections,
-        s.stay_connected
-    );
-    for (name, values) in &config.behavior_options {
-        let set: Vec<String> = values
-            .iter()
-            .filter(|(k, _)| values.is_explicit(k))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        if !set.is_empty() {
-            log::info!("behavior {name}: {}", set.join(", "));
-        }
-    }
-    for (name, values) in &config.protocol_options {
-        let set: Vec<String> = values
-            .iter()
-            .filter(|(k, _)| values.is_explicit(k))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        if !set.is_empty() {
-            log::info!("protocol {name}: {}", set.join(", "));
-        }
-    }
-}
