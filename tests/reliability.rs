@@ -408,6 +408,8 @@ fn after_running_out_of_descriptors_the_proxy_and_the_api_serve_again() {
     assert_eq!(status, 200);
     let (status, _) = api(http, "PUT", "/behavior", r#"{"name": "dummy"}"#, "");
     assert_eq!(status, 200);
+    // Once the connections of the clients that left are closed, descriptors are back.
+    wait_open_connections(http, 0, "after the clients left");
     let mut client = proxy.connect();
     assert_eq!(exchange(&mut client, b"served again"), b"served again");
     assert_proxy_survived(&mut proxy, "running out of descriptors");
