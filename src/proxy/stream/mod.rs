@@ -23,26 +23,25 @@
 //! the end a behavior gives the connection (close, abort, hang): it takes effect once the
 //! data ahead of it is written, as it would on a slow network.
 
-use std::io::{self, Read, Write};
+//!
+//! The files: this one holds the [`Link`] both pumps share and how a behavior ends it;
+//! [`pump`] moves one direction (read, decide, deliver); [`delay_line`] writes delayed chunks
+//! at their due time.
+
+mod delay_line;
+mod pump;
+
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Sender};
-
-use crate::behavior::{Call, Direction, Verdict};
-use crate::hub::Subscription;
+use crate::behavior::Direction;
 use crate::proxy::context::Context;
 use crate::proxy::guards::{Closable, ConnectionGuards};
 
-/// Bytes a delay line holds before the reader waits: bounds memory per direction. It is also
-/// the most a delayed direction carries per `sleep` (its bandwidth-delay product): data left
-/// waiting in the kernel while the line is full is read, and so delayed, only later.
-const DELAY_LINE_BYTES: usize = 8 << 20;
-
-/// How often a delay line waiting for a chunk's due time checks that the link is not closed.
-const CLOSED_POLL: Duration = Duration::from_millis(50);
+use pump::Pump;
 
 /// The two sockets of a stream connection and what both pumps share.
 pub(crate) struct Link {
@@ -163,10 +162,8 @@ impl Closable for Link {
 pub(crate) fn serve(link: Arc<Link>, ctx: &Arc<Context>) {
     let other = link.clone();
     let other_ctx = ctx.clone();
-    let sub = ctx.hub.subscribe();
-    let rng = ctx.rng(link.id, Direction::ToClient);
     if let Err(e) = ctx.workers.execute(Box::new(move || {
-        pump(&other, Direction::ToClient, sub, rng, &other_ctx)
+        Pump::new(&other, Direction::ToClient, &other_ctx).run()
     })) {
         log::error!(
             "#{} cannot start a worker thread: {e}; closing {}",
@@ -176,17 +173,7 @@ pub(crate) fn serve(link: Arc<Link>, ctx: &Arc<Context>) {
         link.close_all();
         return;
     }
-    let sub = ctx.hub.subscribe();
-    let rng = ctx.rng(link.id, Direction::ToBackend);
-    pump(&link, Direction::ToBackend, sub, rng, ctx);
-}
-
-/// What a delay line holds.
-enum Held {
-    /// Data to write.
-    Chunk(Vec<u8>),
-    /// The end a behavior chose for the link, behind the data read before it.
-    End(Ending),
+    Pump::new(&link, Direction::ToBackend, ctx).run();
 }
 
 /// How a behavior ends a link.
@@ -216,88 +203,12 @@ impl Ending {
     }
 }
 
-/// Writes chunks at their due time, in order, on a worker of its own.
-struct DelayLine {
-    tx: Sender<(Instant, Held)>,
-}
-
-impl DelayLine {
-    fn start(link: &Arc<Link>, dir: Direction, ctx: &Context) -> io::Result<DelayLine> {
-        // Every chunk owns a buffer of `bufsize` bytes.
-        let chunks = (DELAY_LINE_BYTES / ctx.buffers.size()).max(2);
-        let (tx, rx) = bounded::<(Instant, Held)>(chunks);
-        let link = link.clone();
-        let stats = ctx.stats.clone();
-        let buffers = ctx.buffers.clone();
-        ctx.workers.execute(Box::new(move || {
-            let (_, dst) = link.sides(dir);
-            let mut dst = dst;
-            for (due, held) in rx {
-                // Wait for the due time, unless the link closes meanwhile: a closed link
-                // must not be kept alive (its permit held) by the data it can no longer send.
-                loop {
-                    if link.closed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let now = Instant::now();
-                    if due <= now {
-                        break;
-                    }
-                    std::thread::sleep((due - now).min(CLOSED_POLL));
-                }
-                let data = match held {
-                    Held::Chunk(data) => data,
-                    Held::End(ending) => {
-                        link.delayed_chunks.fetch_sub(1, Ordering::Relaxed);
-                        log::debug!("#{} {}: {ending:?}, delayed", link.id, dir.as_str());
-                        ending.apply(&link);
-                        match ending {
-                            // The reader drops what follows and ends when the client leaves.
-                            Ending::Hang => continue,
-                            Ending::Close | Ending::Abort => return,
-                        }
-                    }
-                };
-                let written = dst.write_all(&data);
-                link.delayed_chunks.fetch_sub(1, Ordering::Relaxed);
-                link.touch();
-                if let Err(e) = written {
-                    log::debug!("#{} {}: write failed: {e}", link.id, dir.as_str());
-                    link.close_all();
-                    return;
-                }
-                stats.add_bytes(dir, data.len());
-                buffers.give(data);
-            }
-            // The reader saw end of stream (or gave up): pass the half-close on, unless the
-            // link hangs: then a client that left ends it.
-            if !link.hanging.load(Ordering::Relaxed) {
-                let _ = dst.shutdown(Shutdown::Write);
-            } else if dir == Direction::ToBackend && !link.closed.load(Ordering::Relaxed) {
-                link.close_all();
-            }
-        }))?;
-        Ok(DelayLine { tx })
-    }
-}
-
-/// After a behavior ended the link or hung it: `true` when this pump goes on reading, to drop
-/// what the client sends while the link hangs (`hang`, or `--stay-connected` where a behavior
-/// would close); its buffer goes back meanwhile.
-fn keep_draining(link: &Link, dir: Direction, held: &mut Option<Vec<u8>>, ctx: &Context) -> bool {
-    if dir != Direction::ToBackend || !link.hanging.load(Ordering::Relaxed) {
-        return false;
-    }
-    if let Some(buf) = held.take() {
-        ctx.buffers.give(buf);
-    }
-    true
-}
-
 /// What waiting for a chunk gave.
 enum Chunk {
     /// This many bytes are in the buffer.
     Data(usize),
+    /// A chunk went through a pipe: it is forwarded already.
+    Forwarded,
     /// The source ended.
     End,
     /// The link is closed (idle, or a socket error).
@@ -369,332 +280,4 @@ fn read_chunk(
             Err(_) => return Chunk::Closed,
         }
     }
-}
-
-/// What moving one chunk through a pipe gave.
-#[cfg(target_os = "linux")]
-enum Spliced {
-    /// Forwarded.
-    Done,
-    /// The mix stopped being transparent: the chunk was read out of the pipe into the
-    /// buffer, this long, for the hooks.
-    Chunk(usize),
-    /// No pipe to be had (out of file descriptors): use a buffer instead.
-    NoPipe,
-    /// The source ended, as [`Chunk::End`].
-    End,
-    /// The link is closed, as [`Chunk::Closed`].
-    Closed,
-}
-
-/// Forwards one chunk of a transparent mix through a pipe (see [`crate::splice`]), holding
-/// the pipe only while data flows.
-#[cfg(target_os = "linux")]
-#[allow(clippy::too_many_arguments)]
-fn splice_chunk(
-    link: &Link,
-    (src, dst): (&TcpStream, &TcpStream),
-    pipe: &mut Option<crate::sys::splice::Pipe>,
-    held: &mut Option<Vec<u8>>,
-    sub: &mut Subscription,
-    rng: &mut fastrand::Rng,
-    ctx: &Context,
-    dir: Direction,
-) -> Spliced {
-    let tag = dir.as_str();
-    if pipe.is_none() {
-        match wait_for_data(link, src, dir) {
-            Chunk::Data(_) => {}
-            Chunk::End => return Spliced::End,
-            Chunk::Closed => return Spliced::Closed,
-        }
-        match ctx.pipes.take() {
-            Ok(p) => *pipe = Some(p),
-            Err(e) => {
-                log::debug!("#{} {tag}: no pipe ({e}): copying instead", link.id);
-                return Spliced::NoPipe;
-            }
-        }
-    }
-    let Some(p) = pipe.as_mut() else {
-        return Spliced::NoPipe;
-    };
-    let max = ctx.buffers.size().min(crate::sys::splice::PIPE_BYTES);
-    let n = loop {
-        match p.fill(src, max) {
-            Ok(n) => break n,
-            Err(e) if retry_after(link, &e, dir) => {}
-            Err(_) => return Spliced::Closed,
-        }
-    };
-    if n == 0 {
-        if let Some(p) = pipe.take() {
-            ctx.pipes.give(p);
-        }
-        return Spliced::End;
-    }
-    link.touch();
-    if link.hanging.load(Ordering::Relaxed) {
-        *pipe = None; // closing the pipe drops the chunk, as `hang` wants
-        return Spliced::Done;
-    }
-    let live = sub.live();
-    if !live.mix.is_transparent() {
-        // The mix changed while this chunk was on its way: the hooks get it after all.
-        let mut buf = ctx.buffers.take();
-        let read = p.read_into(&mut buf[..n]);
-        *held = Some(buf);
-        return match read {
-            Ok(()) => Spliced::Chunk(n),
-            Err(e) => {
-                log::debug!("#{} {tag}: pipe read failed: {e}", link.id);
-                link.close_all();
-                Spliced::Closed
-            }
-        };
-    }
-    let entry = live.mix.pick(rng);
-    ctx.stats.count_call(&entry.name, &entry.calls);
-    if let Err(e) = p.drain(dst, n) {
-        log::debug!("#{} {tag}: write failed: {e}", link.id);
-        link.close_all();
-        return Spliced::Closed;
-    }
-    ctx.stats.add_bytes(dir, n);
-    if n < max {
-        // The source is drained: wait for the next chunk without a pipe.
-        if let Some(p) = pipe.take() {
-            ctx.pipes.give(p);
-        }
-    }
-    Spliced::Done
-}
-
-/// Forwards one direction until its source ends.
-fn pump(
-    link: &Arc<Link>,
-    dir: Direction,
-    mut sub: Subscription,
-    mut rng: fastrand::Rng,
-    ctx: &Context,
-) {
-    let (src, mut dst) = link.sides(dir);
-    let bufsize = ctx.buffers.size();
-    let mut held: Option<Vec<u8>> = None;
-    let mut line: Option<DelayLine> = None;
-    // A hang waiting in the delay line behind earlier chunks: what follows is dropped already.
-    let mut hung = false;
-    let tag = dir.as_str();
-    #[cfg(target_os = "linux")]
-    let mut pipe: Option<crate::sys::splice::Pipe> = None;
-    loop {
-        // A hung link drops what it reads: through a buffer, not a new pipe per chunk.
-        #[cfg(target_os = "linux")]
-        let spliced = if held.is_none()
-            && line.is_none()
-            && !link.hanging.load(Ordering::Relaxed)
-            && sub.live().mix.is_transparent()
-        {
-            match splice_chunk(
-                link,
-                (src, dst),
-                &mut pipe,
-                &mut held,
-                &mut sub,
-                &mut rng,
-                ctx,
-                dir,
-            ) {
-                Spliced::Done => continue,
-                Spliced::End => break,
-                Spliced::Closed => return,
-                Spliced::Chunk(n) => Some(n),
-                Spliced::NoPipe => None,
-            }
-        } else {
-            if let Some(p) = pipe.take() {
-                ctx.pipes.give(p);
-            }
-            None
-        };
-        #[cfg(not(target_os = "linux"))]
-        let spliced = None;
-        let n = match spliced {
-            Some(n) => n,
-            None => match read_chunk(link, src, &mut held, ctx, dir) {
-                Chunk::Data(n) => n,
-                Chunk::End => break,
-                Chunk::Closed => return,
-            },
-        };
-        let Some(buf) = held.as_mut() else {
-            continue;
-        };
-        let read_at = Instant::now();
-        link.touch();
-        if hung || link.hanging.load(Ordering::Relaxed) {
-            continue; // hang: what the client sends is dropped
-        }
-        let live = sub.live();
-        let entry = live.mix.pick(&mut rng);
-        ctx.stats.count_call(&entry.name, &entry.calls);
-        if entry.behavior.transparent() && line.is_none() {
-            // The common case: the chunk is written from the buffer as read, no hook.
-            if let Err(e) = dst.write_all(&buf[..n]) {
-                log::debug!("#{} {tag}: write failed: {e}", link.id);
-                link.close_all();
-                return;
-            }
-            ctx.stats.add_bytes(dir, n);
-            if n < bufsize {
-                // The source is drained: wait for the next chunk without a buffer.
-                if let Some(buf) = held.take() {
-                    ctx.buffers.give(buf);
-                }
-            }
-            continue;
-        }
-        buf.truncate(n);
-        let mut call = Call {
-            direction: dir,
-            data: buf,
-            rng: &mut rng,
-            framed: false,
-            delay: Duration::ZERO,
-        };
-        let verdict = match dir {
-            Direction::ToBackend => entry.behavior.before(&mut call),
-            Direction::ToClient => entry.behavior.after(&mut call),
-        };
-        let delay = call.delay;
-        if entry.name != "dummy" {
-            log::debug!(
-                "#{} {tag}: {} bytes, {} -> {verdict:?} delay {delay:?}",
-                link.id,
-                n,
-                entry.name
-            );
-        }
-        let ending = match verdict {
-            Verdict::Hang => Some(Ending::Hang),
-            Verdict::Abort if dir == Direction::ToBackend => Some(Ending::Abort),
-            Verdict::Fail if dir == Direction::ToClient => None,
-            Verdict::Fail | Verdict::Close | Verdict::Abort => Some(Ending::Close),
-            Verdict::Forward => None,
-        };
-        if let (Some(ending), Some(l)) = (ending, line.as_ref()) {
-            // Data read before this call waits in the delay line: the end goes behind it.
-            let due = read_at + delay;
-            let mut queued = true;
-            if let (Ending::Abort, Some(chunk)) = (ending, held.take()) {
-                link.delayed_chunks.fetch_add(1, Ordering::Relaxed);
-                queued = l.tx.send((due, Held::Chunk(chunk))).is_ok();
-            }
-            link.delayed_chunks.fetch_add(1, Ordering::Relaxed);
-            if !queued || l.tx.send((due, Held::End(ending))).is_err() {
-                return; // the writer failed and closed the link
-            }
-            // The writer ends the link once it has written what is ahead; what the client
-            // sends meanwhile is dropped when the end is a hang (also a close or an abort
-            // with --stay-connected, which hang the client instead).
-            let hangs = matches!(ending, Ending::Hang) || link.stay_connected;
-            if hangs && dir == Direction::ToBackend {
-                hung = true;
-                if let Some(buf) = held.take() {
-                    ctx.buffers.give(buf);
-                }
-                continue;
-            }
-            return;
-        }
-        match verdict {
-            Verdict::Forward => {}
-            Verdict::Fail if dir == Direction::ToClient => {
-                crate::behavior::garble(buf, false, &mut rng);
-            }
-            Verdict::Hang => {
-                link.hang();
-                if dir == Direction::ToClient {
-                    return;
-                }
-                if let Some(buf) = held.take() {
-                    ctx.buffers.give(buf);
-                }
-                continue;
-            }
-            Verdict::Abort if dir == Direction::ToBackend => {
-                let _ = dst.write_all(buf);
-                Ending::Abort.apply(link);
-                if !keep_draining(link, dir, &mut held, ctx) {
-                    return;
-                }
-                continue;
-            }
-            Verdict::Fail | Verdict::Close | Verdict::Abort => {
-                link.close_by_behavior();
-                if !keep_draining(link, dir, &mut held, ctx) {
-                    return;
-                }
-                continue;
-            }
-        }
-        if delay.is_zero() && line.is_none() {
-            if let Err(e) = dst.write_all(buf) {
-                log::debug!("#{} {tag}: write failed: {e}", link.id);
-                link.close_all();
-                return;
-            }
-            ctx.stats.add_bytes(dir, buf.len());
-            if let Some(buf) = held.take() {
-                ctx.buffers.give(buf);
-            }
-        } else {
-            if line.is_none() {
-                match DelayLine::start(link, dir, ctx) {
-                    Ok(l) => line = Some(l),
-                    Err(e) => {
-                        log::error!("#{} cannot start a delay line: {e}", link.id);
-                        link.close_all();
-                        return;
-                    }
-                }
-            }
-            let Some(chunk) = held.take() else {
-                continue;
-            };
-            link.delayed_chunks.fetch_add(1, Ordering::Relaxed);
-            if line
-                .as_ref()
-                .is_some_and(|l| l.tx.send((read_at + delay, Held::Chunk(chunk))).is_err())
-            {
-                return; // the writer failed and closed the link
-            }
-        }
-    }
-    // End of stream from `src`.
-    if hung || link.hanging.load(Ordering::Relaxed) {
-        if dir == Direction::ToBackend {
-            // A hung client that half-closed may still wait for an answer: the link is held
-            // until the client is gone.
-            if let Some(buf) = held.take() {
-                ctx.buffers.give(buf);
-            }
-            match link.client.try_clone() {
-                Ok(client) => {
-                    ctx.parking.park(client, &ctx.workers);
-                    log::debug!("#{} {}: half-closed while hung; parked", link.id, link.peer);
-                    link.leave_parked();
-                }
-                Err(_) => link.close_all(),
-            }
-        }
-        return;
-    }
-    match line {
-        Some(line) => drop(line), // the writer shuts `dst` down after the last chunk
-        None => {
-            let _ = dst.shutdown(Shutdown::Write);
-        }
-    }
-    let _ = &mut dst;
 }
