@@ -19,7 +19,7 @@
 //! byte tunnel. Chunked bodies are copied as they arrive, size lines, extensions and trailers
 //! included, with memory bounded by the chunk-size line limit.
 
-use super::parse::{copy_exact, cut_short, invalid, trim_eol};
+use super::wire::{copy_exact, cut_short, invalid, trim_eol};
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 

@@ -47,7 +47,7 @@
 //! that fails gets the error line at once (quiet mode always reports errors), ahead of the
 //! replies of its batch that the backend still holds.
 
-use super::parse::{cut_short, invalid, more_input, peek, read_exactly, show, trim_eol};
+use super::wire::{cut_short, invalid, more_input, peek, read_exactly, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -788,7 +788,7 @@ impl Framing for MemcacheSession {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
+    use super::super::wire::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
     use crate::net::HostPort;
     use crate::opts::Values;

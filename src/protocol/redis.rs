@@ -34,7 +34,7 @@
 //! the connection into a byte tunnel. `QUIT` closes the connection after its `+OK`. The `error`
 //! behavior answers `-ERR vaurien: ...` and the connection stays usable.
 
-use super::parse::{copy_exact, cut_short, invalid, peek, read_exactly, show, trim_eol};
+use super::wire::{copy_exact, cut_short, invalid, peek, read_exactly, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -727,7 +727,7 @@ impl Framing for RedisSession {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
+    use super::super::wire::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
     use crate::net::HostPort;
     use crate::opts::Values;

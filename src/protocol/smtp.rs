@@ -31,7 +31,7 @@
 //! When one of these fails, the client gets the 451 and the connection is closed; the backend
 //! sees its connection close mid-exchange and delivers nothing.
 
-use super::parse::{cut_short, invalid, more_input, peek, show, trim_eol};
+use super::wire::{cut_short, invalid, more_input, peek, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -349,7 +349,7 @@ impl Framing for SmtpSession {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::testing::{kind, reply_in, request_in, Parsed};
+    use super::super::wire::testing::{kind, reply_in, request_in, Parsed};
     use super::*;
     use crate::net::HostPort;
     use crate::opts::Values;
