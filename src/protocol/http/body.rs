@@ -48,16 +48,12 @@ pub(super) fn body_framing(head: &Head, what: &str) -> io::Result<Framed> {
     for value in head.values("content-length") {
         for part in value.split(|&b| b == b',') {
             let part = trim_ows(part);
-            let n = std::str::from_utf8(part)
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "bad {what} Content-Length {:?}",
-                        String::from_utf8_lossy(&value[..value.len().min(40)])
-                    ))
-                })?;
+            let n = decimal(part).ok_or_else(|| {
+                invalid(format!(
+                    "bad {what} Content-Length {:?}",
+                    String::from_utf8_lossy(&value[..value.len().min(40)])
+                ))
+            })?;
             match length {
                 Some(l) if l != n => {
                     return Err(invalid(format!(
@@ -93,7 +89,7 @@ pub(super) fn read_line_through(
     what: &str,
 ) -> io::Result<usize> {
     line.clear();
-    let read = read_line(from, line, max, what);
+    let read = read_line(from, line, max, &what);
     to.write_all(line)?;
     read
 }

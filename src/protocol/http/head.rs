@@ -3,47 +3,6 @@
 
 use super::*;
 
-/// Reads one line (up to and including `\n`) into `out`, at most `max` bytes with the
-/// terminator. `Ok(0)`: end of input before any byte. A longer line is `InvalidData` naming
-/// `what`; end of input inside the line is `UnexpectedEof`.
-pub(super) fn read_line(
-    r: &mut dyn BufRead,
-    out: &mut Vec<u8>,
-    max: usize,
-    what: &str,
-) -> io::Result<usize> {
-    read_line_of(r, out, max, what, "")
-}
-/// `read_line` for the line `what` + `part` ("response" + " header line"): the name is only
-/// put together for an error, not for every line read.
-pub(super) fn read_line_of(
-    r: &mut dyn BufRead,
-    out: &mut Vec<u8>,
-    max: usize,
-    what: &str,
-    part: &str,
-) -> io::Result<usize> {
-    let n = r.take(max as u64).read_until(b'\n', out)?;
-    if n == 0 || out.ends_with(b"\n") {
-        return Ok(n);
-    }
-    if n >= max {
-        return Err(invalid(format!(
-            "{what}{part} longer than {}",
-            size_text(max)
-        )));
-    }
-    Err(cut_short(format!(
-        "{what}{part} cut short by the end of input"
-    )))
-}
-pub(super) fn size_text(n: usize) -> String {
-    if n % 1024 == 0 {
-        format!("{} KiB", n / 1024)
-    } else {
-        format!("{n} bytes")
-    }
-}
 pub(super) fn trim_ows(v: &[u8]) -> &[u8] {
     let (start, end) = ows_bounds(v);
     &v[start..end]
@@ -199,7 +158,7 @@ pub(super) fn read_head(
     fields.clear();
     loop {
         *start = raw.len();
-        let n = read_line_of(r, raw, MAX_LINE, what, " line")?;
+        let n = read_line(r, raw, MAX_LINE, &format_args!("{what} line"))?;
         if n == 0 {
             return Ok(false);
         }
@@ -217,7 +176,7 @@ pub(super) fn read_head(
     *start_end = raw.len();
     loop {
         let start = raw.len();
-        let n = read_line_of(r, raw, MAX_LINE, what, " header line")?;
+        let n = read_line(r, raw, MAX_LINE, &format_args!("{what} header line"))?;
         if n == 0 {
             return Err(cut_short(format!(
                 "{what} head cut short by the end of input"

@@ -23,8 +23,8 @@
 //! The files: this one is the protocol and its session; `head.rs` reads and edits message
 //! heads; `body.rs` frames and copies bodies; `tests.rs` holds the unit tests.
 
-use super::wire::{copy_exact, cut_short, invalid, trim_eol};
-use std::io::{self, BufRead, Read, Write};
+use super::wire::{copy_exact, cut_short, decimal, invalid, read_line, size_text, trim_eol};
+use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
 use crate::net::HostPort;

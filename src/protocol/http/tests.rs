@@ -1,5 +1,5 @@
 use super::*;
-use std::io::{BufReader, Cursor};
+use std::io::{BufReader, Cursor, Read};
 
 /// A reader over `bytes` with a tiny buffer, so that every boundary gets crossed.
 fn reader(bytes: &[u8]) -> BufReader<Cursor<Vec<u8>>> {

@@ -3,24 +3,13 @@
 
 use super::*;
 
-/// A decimal number of at most 20 digits.
+/// A decimal number within a `u64`.
 pub(super) fn unsigned(word: &[u8], what: &str) -> io::Result<u64> {
-    std::str::from_utf8(word)
-        .ok()
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| invalid(format!("bad {what} {:?}", show(word))))
+    decimal(word).ok_or_else(|| invalid(format!("bad {what} {:?}", show(word))))
 }
-/// A signed decimal number.
+/// A signed decimal number within an `i64`.
 pub(super) fn signed(word: &[u8], what: &str) -> io::Result<i64> {
-    let digits = word.strip_prefix(b"-").unwrap_or(word);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(invalid(format!("bad {what} {:?}", show(word))));
-    }
-    std::str::from_utf8(word)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| invalid(format!("bad {what} {:?}", show(word))))
+    signed_decimal(word).ok_or_else(|| invalid(format!("bad {what} {:?}", show(word))))
 }
 /// The length of a data block, at most [`MAX_DATA`].
 pub(super) fn data_len(word: &[u8]) -> io::Result<u64> {

@@ -50,9 +50,12 @@
 //!
 //! The files: this one is the session; `command.rs` reads command lines; `reply.rs` reads
 //! replies by their shape; `tests.rs`.
-use super::wire::{cut_short, invalid, more_input, peek, read_exactly, show, trim_eol};
+use super::wire::{
+    copy_exact, cut_short, decimal, fill_line, invalid, more_input, peek, read_exactly, show,
+    signed_decimal, too_long, trim_eol, LineRead,
+};
 use super::Sessions;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 
 use crate::protocol::{
     Body, ErrorReply, Framing, Name, ProtocolSpec, Request, Response, TCP_OPTIONS,
@@ -112,27 +115,20 @@ pub struct MemcacheSession {
     started: bool,
 }
 
-/// Appends to `out` the rest of a line ended by LF, so that the line (from `start`) is at most
-/// `limit` bytes. `Ok(false)` when the limit was reached without a LF.
+/// Appends to `out` the rest of a line (from `start`) of at most `limit` bytes: `Ok(false)`
+/// when the limit was reached without a LF, which memcached answers for some commands only.
 fn read_until_lf(
     r: &mut dyn BufRead,
     out: &mut Vec<u8>,
     start: usize,
     limit: usize,
 ) -> io::Result<bool> {
-    let room = limit.saturating_sub(out.len() - start);
-    let n = r.take(room as u64).read_until(b'\n', out)?;
-    if out.len() > start && out.ends_with(b"\n") {
-        return Ok(true);
+    match fill_line(r, out, start, limit)? {
+        LineRead::Ended => Ok(true),
+        LineRead::TooLong => Ok(false),
+        LineRead::Absent => Err(cut_short("end of input where a line was expected")),
+        LineRead::Cut => Err(cut_short("line cut short by the end of input")),
     }
-    if n == room {
-        return Ok(false);
-    }
-    Err(cut_short(if out.len() == start {
-        "end of input where a line was expected"
-    } else {
-        "line cut short by the end of input"
-    }))
 }
 
 impl Framing for MemcacheSession {
@@ -168,10 +164,7 @@ impl Framing for MemcacheSession {
             } else {
                 MAX_LINE
             };
-            return Err(invalid(format!(
-                "command line longer than {limit} bytes: {}",
-                show(&head[start..])
-            )));
+            return Err(too_long(&"command line", limit, &head[start..]));
         }
         let cmd = parse_command(trim_eol(&head[start..]))?;
         let mut body = Body::None;

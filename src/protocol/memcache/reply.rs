@@ -59,10 +59,7 @@ pub(super) enum Step {
 pub(super) fn read_reply_line(r: &mut dyn BufRead, out: &mut Vec<u8>) -> io::Result<()> {
     let start = out.len();
     if !read_until_lf(r, out, start, MAX_REPLY_LINE)? {
-        return Err(invalid(format!(
-            "reply line longer than {MAX_REPLY_LINE} bytes: {}",
-            show(&out[start..])
-        )));
+        return Err(too_long(&"reply line", MAX_REPLY_LINE, &out[start..]));
     }
     Ok(())
 }
@@ -78,10 +75,7 @@ pub(super) fn read_block(r: &mut dyn BufRead, out: &mut Vec<u8>, len: u64) -> io
 /// Copies a data block of `total` bytes, the last two of which must be CRLF.
 pub(super) fn copy_block(from: &mut dyn BufRead, to: &mut dyn Write, total: u64) -> io::Result<()> {
     let data = total.saturating_sub(2);
-    let copied = io::copy(&mut from.take(data), to)?;
-    if copied < data {
-        return Err(cut_short("data block cut short by the end of input"));
-    }
+    copy_exact(from, to, data, "data block")?;
     let mut crlf = Vec::with_capacity(2);
     let want = (total - data) as usize;
     let read = read_exactly(from, &mut crlf, want, "data block");

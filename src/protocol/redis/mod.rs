@@ -37,9 +37,12 @@
 //! The files: this one is the session; `resp.rs` the wire format and its parser; `inline.rs`
 //! inline commands; `commands.rs` what a command means to the driver; `tests.rs`.
 
-use super::wire::{copy_exact, cut_short, invalid, peek, read_exactly, show, trim_eol};
+use super::wire::{
+    copy_exact, cut_short, decimal, expect_line, invalid, peek, read_exactly, show, signed_decimal,
+    trim_eol,
+};
 use super::Sessions;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 
 use crate::protocol::{
     Body, ErrorReply, Framing, Name, ProtocolSpec, Request, Response, TCP_OPTIONS,

@@ -43,13 +43,7 @@ pub(super) fn read_line(
     what: &str,
 ) -> io::Result<()> {
     let start = out.len();
-    let n = r.take(MAX_LINE as u64).read_until(b'\n', out)?;
-    if !out.ends_with(b"\n") || n == 0 {
-        if n >= MAX_LINE {
-            return Err(invalid(format!("{what} longer than 64 KiB")));
-        }
-        return Err(cut_short(format!("{what} cut short by the end of input")));
-    }
+    expect_line(r, out, MAX_LINE, &what)?;
     if crlf && !out[start..].ends_with(b"\r\n") {
         return Err(invalid(format!(
             "{what} not ended by CRLF: {}",
@@ -64,39 +58,21 @@ pub(super) fn parse_len(field: &[u8], what: &str) -> io::Result<Len> {
         b"-1" => return Ok(Len::Null),
         _ => {}
     }
-    if field.is_empty() || field.len() > 19 || !field.iter().all(u8::is_ascii_digit) {
-        return Err(invalid(format!("bad {what} length {:?}", show(field))));
+    // At most 19 digits, as ever: a longer length is no frame a server sends.
+    match decimal(field).filter(|_| field.len() <= 19) {
+        Some(n) => Ok(Len::N(n)),
+        None => Err(invalid(format!("bad {what} length {:?}", show(field)))),
     }
-    let n = field
-        .iter()
-        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-    Ok(Len::N(n))
 }
 /// A count or length of a command as the server reads it (`string2ll`): an optional `-`, then
 /// `0` alone or digits without a leading zero, within an `i64`.
 pub(super) fn server_ll(field: &[u8]) -> Option<i64> {
-    let (negative, digits) = match field.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, field),
-    };
-    if digits == b"0" {
-        return (!negative).then_some(0);
-    }
-    if digits.is_empty()
-        || digits.len() > 19
-        || digits[0] == b'0'
-        || !digits.iter().all(u8::is_ascii_digit)
-    {
+    let digits = field.strip_prefix(b"-").unwrap_or(field);
+    let leading_zero = digits.len() > 1 && digits[0] == b'0';
+    if leading_zero || field == b"-0" {
         return None;
     }
-    let n = digits.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })?;
-    if negative {
-        0i64.checked_sub_unsigned(n)
-    } else {
-        i64::try_from(n).ok()
-    }
+    signed_decimal(field)
 }
 pub(super) fn check_number(field: &[u8], kind: u8) -> io::Result<()> {
     let ok = match kind {

@@ -31,7 +31,7 @@
 //! When one of these fails, the client gets the 451 and the connection is closed; the backend
 //! sees its connection close mid-exchange and delivers nothing.
 
-use super::wire::{cut_short, invalid, more_input, peek, show, trim_eol};
+use super::wire::{cut_short, decimal, expect_line, invalid, more_input, peek, show, trim_eol};
 use super::Sessions;
 use std::io::{self, BufRead, Read, Write};
 
@@ -92,26 +92,6 @@ pub struct SmtpSession {
     /// The message being copied starts a line at the next byte (its head ended with a line
     /// end): what `copy_body` needs to see the `.` line.
     message_at_line_start: bool,
-}
-
-/// Appends one line ended by LF, at most `limit` bytes, to `out`.
-fn read_line(r: &mut dyn BufRead, out: &mut Vec<u8>, limit: usize, what: &str) -> io::Result<()> {
-    let start = out.len();
-    let n = r.take(limit as u64).read_until(b'\n', out)?;
-    if n > 0 && out.ends_with(b"\n") {
-        return Ok(());
-    }
-    if n >= limit {
-        return Err(invalid(format!(
-            "{what} longer than {limit} bytes: {}",
-            show(&out[start..])
-        )));
-    }
-    Err(cut_short(if n == 0 {
-        format!("end of input where {what} was expected")
-    } else {
-        format!("{what} cut short by the end of input")
-    }))
 }
 
 /// Refuses control characters (but tab) in a line.
@@ -222,7 +202,7 @@ impl Framing for SmtpSession {
             return Ok(None);
         }
         let start = head.len();
-        read_line(client, head, MAX_COMMAND, "a command line")?;
+        expect_line(client, head, MAX_COMMAND, &"a command line")?;
         let line = trim_eol(&head[start..]);
         check_text(line, "a command line")?;
         if next == Next::AuthLine {
@@ -255,9 +235,7 @@ impl Framing for SmtpSession {
             "BDAT" => {
                 let size = words
                     .next()
-                    .and_then(|w| std::str::from_utf8(w).ok())
-                    .filter(|w| w.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|w| w.parse::<u64>().ok())
+                    .and_then(decimal)
                     .ok_or_else(|| invalid(format!("bad BDAT size: {}", show(line))))?;
                 req.body = Body::Length(size);
             }
@@ -275,7 +253,7 @@ impl Framing for SmtpSession {
         let mut lines = 0;
         let code = loop {
             let start = head.len();
-            read_line(backend, head, MAX_REPLY_LINE, "a reply line")?;
+            expect_line(backend, head, MAX_REPLY_LINE, &"a reply line")?;
             lines += 1;
             let line = trim_eol(&head[start..]);
             let code_ok = line.len() >= 3
