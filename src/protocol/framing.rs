@@ -102,8 +102,6 @@ pub struct Request {
     /// The client closes or asked to close after this call (HTTP/1.0, `Connection: close`,
     /// `quit`).
     pub close: bool,
-    /// Protocol-private flags (HTTP: a HEAD request, an upgrade asked for...).
-    pub flags: u32,
 }
 
 impl Request {
@@ -142,7 +140,9 @@ pub struct ErrorReply {
 /// `io::ErrorKind::InvalidData` error, with every byte it consumed kept in `head` (or, for a
 /// body, written to its destination); the driver then forwards those bytes and the rest of
 /// the connection untouched, so that the backend (or the client) gets what it would get
-/// without the proxy.
+/// without the proxy. What a call needs from its request to read its reply (HTTP's method,
+/// memcache's reply shape) the session keeps: `read_response` answers the requests read, in
+/// order, and `error_reply` the request read last.
 pub trait Framing: Send {
     /// Whether the backend speaks first (a greeting read as the response to
     /// [`Request::greeting`]).

@@ -49,14 +49,17 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// A chunk-size line (with its extensions) is at most this long.
 pub const MAX_CHUNK_LINE: usize = 1024;
 
-/// [`Request::flags`]: a `HEAD` request (its response has no body).
-pub const FLAG_HEAD: u32 = 1;
-/// [`Request::flags`]: the request asks for a protocol upgrade (`Upgrade` header).
-pub const FLAG_UPGRADE: u32 = 2;
-/// [`Request::flags`]: a `CONNECT` request (a `2xx` answer opens a tunnel).
-pub const FLAG_CONNECT: u32 = 4;
-/// [`Request::flags`]: an HTTP/1.0 request.
-pub const FLAG_HTTP10: u32 = 8;
+/// What the method of a request means for its response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Method {
+    /// The response has a body as its head says.
+    #[default]
+    Other,
+    /// `HEAD`: the response has no body.
+    Head,
+    /// `CONNECT`: a `2xx` answer opens a tunnel.
+    Connect,
+}
 
 /// The interim response the proxy gives to `Expect: 100-continue`.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -123,6 +126,8 @@ pub struct HttpSession {
     /// The head being parsed (a request's, then its response's): scratch whose buffers are
     /// reused from call to call.
     head: Head,
+    /// The method of the request read last, which the response read next answers.
+    method: Method,
 }
 
 impl HttpSession {
@@ -131,6 +136,7 @@ impl HttpSession {
         HttpSession {
             host_line: host.map(|h| format!("Host: {h}\r\n").into_bytes()),
             head: Head::default(),
+            method: Method::Other,
         }
     }
 }
@@ -166,19 +172,6 @@ impl HttpSession {
         // A token is ASCII.
         let method = std::str::from_utf8(method).map_err(|_| bad())?;
 
-        let mut flags = 0;
-        if method == "HEAD" {
-            flags |= FLAG_HEAD;
-        }
-        if method == "CONNECT" {
-            flags |= FLAG_CONNECT;
-        }
-        if minor == 0 {
-            flags |= FLAG_HTTP10;
-        }
-        if head.has("upgrade") {
-            flags |= FLAG_UPGRADE;
-        }
         let mut close = closes(head, minor);
         let framing = body_framing(head, "request")?;
         let both = head.has("transfer-encoding") && head.has("content-length");
@@ -231,7 +224,6 @@ impl HttpSession {
             },
             tunnel: false,
             close,
-            flags,
         })
     }
 }
@@ -261,15 +253,22 @@ impl Framing for HttpSession {
         client: &mut dyn BufRead,
         head: &mut Vec<u8>,
     ) -> io::Result<Option<Request>> {
+        self.method = Method::Other;
         if !read_head(client, "request", MAX_HEAD, &mut self.head)? {
             return Ok(None);
         }
-        self.parse_request(head).map(Some)
+        let req = self.parse_request(head)?;
+        self.method = match req.name.as_str() {
+            "HEAD" => Method::Head,
+            "CONNECT" => Method::Connect,
+            _ => Method::Other,
+        };
+        Ok(Some(req))
     }
 
     fn read_response(
         &mut self,
-        req: &Request,
+        _req: &Request,
         backend: &mut dyn BufRead,
         head: &mut Vec<u8>,
     ) -> io::Result<Response> {
@@ -317,11 +316,11 @@ impl Framing for HttpSession {
             let mut close = closes(parsed, minor) || both;
             let mut tunnel = false;
             let body = if status == 101
-                || (req.flags & FLAG_CONNECT != 0 && (200..300).contains(&status))
+                || (self.method == Method::Connect && (200..300).contains(&status))
             {
                 tunnel = true;
                 Body::None
-            } else if req.flags & FLAG_HEAD != 0 || status == 204 || status == 304 {
+            } else if self.method == Method::Head || status == 204 || status == 304 {
                 Body::None
             } else {
                 match framing {
@@ -376,8 +375,8 @@ impl Framing for HttpSession {
         inline_small_body(body, from, head)
     }
 
-    fn error_reply(&mut self, req: &Request, rng: &mut fastrand::Rng) -> ErrorReply {
-        error_response(req, rng)
+    fn error_reply(&mut self, _req: &Request, rng: &mut fastrand::Rng) -> ErrorReply {
+        error_response(self.method, rng)
     }
 
     fn answers_early(&self) -> bool {
@@ -390,8 +389,9 @@ impl Framing for HttpSession {
     }
 }
 
-/// A complete random `500`..`503` response that closes the connection.
-pub fn error_response(req: &Request, rng: &mut fastrand::Rng) -> ErrorReply {
+/// A complete random `500`..`503` response that closes the connection (without its body
+/// for a `HEAD` request).
+fn error_response(method: Method, rng: &mut fastrand::Rng) -> ErrorReply {
     const STATUSES: [(u16, &str); 4] = [
         (500, "Internal Server Error"),
         (501, "Not Implemented"),
@@ -409,7 +409,7 @@ pub fn error_response(req: &Request, rng: &mut fastrand::Rng) -> ErrorReply {
         body.len()
     )
     .into_bytes();
-    if req.flags & FLAG_HEAD == 0 {
+    if method != Method::Head {
         bytes.extend_from_slice(body.as_bytes());
     }
     ErrorReply { bytes, close: true }

@@ -55,6 +55,7 @@ use super::wire::{
     signed_decimal, too_long, trim_eol, LineRead,
 };
 use super::Sessions;
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 
 use crate::protocol::{
@@ -98,11 +99,6 @@ pub fn spec() -> ProtocolSpec {
     }
 }
 
-/// [`Request::flags`]: a quiet meta command (errors are still answered).
-const QUIET: u32 = 1 << 8;
-/// [`Request::flags`]: the client reads no reply (`noreply`, `quit`).
-const SILENT: u32 = 1 << 9;
-
 /// The memcache framing of one connection.
 #[derive(Debug, Default)]
 pub struct MemcacheSession {
@@ -113,6 +109,12 @@ pub struct MemcacheSession {
     /// A request was read: memcached takes a first byte 0x80 for the binary protocol only
     /// at the start of a connection.
     started: bool,
+    /// The shapes of the replies the requests read so far are owed, oldest first: the
+    /// requests of a pipeline are read before their replies.
+    owed: VecDeque<Shape>,
+    /// The client reads no reply to the request read last (`noreply`, `quit`): an injected
+    /// error is not sent either.
+    silent: bool,
 }
 
 /// Appends to `out` the rest of a line (from `start`) of at most `limit` bytes: `Ok(false)`
@@ -185,14 +187,10 @@ impl Framing for MemcacheSession {
             body,
             close: cmd.close,
             tunnel: cmd.tunnel,
-            flags: cmd.shape as u32,
             ..Request::default()
         };
-        if cmd.noreply || cmd.close {
-            req.flags |= SILENT;
-        }
+        self.silent = cmd.noreply || cmd.close;
         if cmd.quiet {
-            req.flags |= QUIET;
             if self.quiet >= MAX_QUIET {
                 log::debug!("more than {MAX_QUIET} quiet meta commands without mn: tunnel");
                 req.tunnel = true;
@@ -204,17 +202,20 @@ impl Framing for MemcacheSession {
             log::debug!("{} after quiet meta commands without mn: tunnel", cmd.name);
             req.tunnel = true;
         }
+        if req.expects_response {
+            self.owed.push_back(cmd.shape);
+        }
         Ok(Some(req))
     }
 
     fn read_response(
         &mut self,
-        req: &Request,
+        _req: &Request,
         backend: &mut dyn BufRead,
         head: &mut Vec<u8>,
     ) -> io::Result<Response> {
         self.pending = None;
-        let shape = Shape::of(req);
+        let shape = self.owed.pop_front().unwrap_or(Shape::Line);
         if shape == Shape::LineOrClose && !more_input(backend)? {
             return Ok(Response {
                 close: true,
@@ -253,8 +254,11 @@ impl Framing for MemcacheSession {
         copy_rest(pending, from, to)
     }
 
+    /// Called call by call, never in a pipeline: the reply this call owed (if not read)
+    /// is the only one.
     fn error_reply(&mut self, req: &Request, _rng: &mut fastrand::Rng) -> ErrorReply {
-        let bytes = if req.flags & SILENT != 0 {
+        self.owed.clear();
+        let bytes = if self.silent {
             Vec::new()
         } else {
             format!("SERVER_ERROR vaurien: injected error on {}\r\n", req.name).into_bytes()

@@ -3,39 +3,25 @@
 
 use super::*;
 
-/// The shape of a reply, kept in the low byte of [`Request::flags`].
+/// The shape of a reply, which the command gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Shape {
     /// One line.
-    Line = 0,
+    Line,
     /// `VALUE` lines with their data blocks, until `END`.
-    Retrieval = 1,
+    Retrieval,
     /// `STAT`/`ITEM`/`PREFIX` lines until `END`, or one `RESET`/`OK` line.
-    Stats = 2,
+    Stats,
     /// Lines until `END` (`lru_crawler metadump`).
-    UntilEnd = 3,
+    UntilEnd,
     /// Lines until `EN` (`lru_crawler mgdump`).
-    UntilEn = 4,
+    UntilEn,
     /// One meta reply: a code line, or `VA` and its data block.
-    Meta = 5,
+    Meta,
     /// Meta replies until `MN` (`mn` after quiet commands).
-    MetaBatch = 6,
+    MetaBatch,
     /// One line, or the backend closes (`shutdown`).
-    LineOrClose = 7,
-}
-impl Shape {
-    pub(super) fn of(req: &Request) -> Shape {
-        match req.flags & 0xff {
-            1 => Shape::Retrieval,
-            2 => Shape::Stats,
-            3 => Shape::UntilEnd,
-            4 => Shape::UntilEn,
-            5 => Shape::Meta,
-            6 => Shape::MetaBatch,
-            7 => Shape::LineOrClose,
-            _ => Shape::Line,
-        }
-    }
+    LineOrClose,
 }
 /// Where a message stopped, to go on in `copy_body`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,6 +57,14 @@ fn whole(input: &[u8]) -> Request {
     req
 }
 
+/// The request read from a whole `input` on session `s`, and the reply shapes `s` owes then.
+fn whole_on(s: &mut MemcacheSession, input: &[u8]) -> (Request, Vec<Shape>) {
+    let (req, fwd, rest) = request_in(s, input).unwrap().unwrap();
+    assert_eq!(fwd, input);
+    assert!(rest.is_empty(), "left {:?}", show(&rest));
+    (req, s.owed.iter().copied().collect())
+}
+
 /// The reply to the command line `cmd` read from `input`: bytes forwarded, input left.
 fn reply(cmd: &[u8], input: &[u8]) -> io::Result<(Vec<u8>, Vec<u8>)> {
     let mut s = MemcacheSession::default();
@@ -84,9 +92,9 @@ fn retrieval_commands() {
         b"get foo\n",
         b"  get   foo  \r\n",
     ] {
-        let req = whole(line);
+        let (req, owed) = whole_on(&mut MemcacheSession::default(), line);
         assert!(req.expects_response && !req.close && !req.tunnel);
-        assert_eq!(Shape::of(&req), Shape::Retrieval);
+        assert_eq!(owed, [Shape::Retrieval]);
     }
     assert_eq!(whole(b"gets a b\r\n").name, "gets");
     complete_reply(b"get foo\r\n", b"END\r\n");
@@ -378,9 +386,26 @@ fn other_commands() {
 }
 
 #[test]
+fn pipelined_replies_are_read_in_the_shapes_of_their_requests() {
+    let mut s = MemcacheSession::default();
+    let (get, _) = whole_on(&mut s, b"get a\r\n");
+    let (set, _) = whole_on(&mut s, b"set a 0 0 1\r\nx\r\n");
+    let (_, owed) = whole_on(&mut s, b"mg a v\r\n");
+    assert_eq!(owed, [Shape::Retrieval, Shape::Line, Shape::Meta]);
+    let replies = b"VALUE a 0 1\r\nx\r\nEND\r\nSTORED\r\nVA 1\r\nx\r\n";
+    let (_, fwd, rest) = reply_in(&mut s, &get, replies).unwrap();
+    assert_eq!(fwd, b"VALUE a 0 1\r\nx\r\nEND\r\n");
+    let (_, fwd, rest) = reply_in(&mut s, &set, &rest).unwrap();
+    assert_eq!(fwd, b"STORED\r\n");
+    let (_, fwd, rest) = reply_in(&mut s, &set, &rest).unwrap();
+    assert_eq!((&fwd[..], &rest[..]), (&b"VA 1\r\nx\r\n"[..], &b""[..]));
+    assert!(s.owed.is_empty());
+}
+
+#[test]
 fn stats() {
-    let req = whole(b"stats\r\n");
-    assert_eq!(Shape::of(&req), Shape::Stats);
+    let (_, owed) = whole_on(&mut MemcacheSession::default(), b"stats\r\n");
+    assert_eq!(owed, [Shape::Stats]);
     complete_reply(b"stats\r\n", b"STAT pid 1\r\nSTAT uptime 10\r\nEND\r\n");
     complete_reply(b"stats items\r\n", b"END\r\n");
     complete_reply(b"stats reset\r\n", b"RESET\r\n");
@@ -605,8 +630,9 @@ fn garbage_and_limits() {
 fn error_replies() {
     let mut s = MemcacheSession::default();
     let mut rng = fastrand::Rng::with_seed(1);
-    let get = whole(b"get a\r\n");
+    let (get, _) = whole_on(&mut s, b"get a\r\n");
     let reply = s.error_reply(&get, &mut rng);
+    assert!(s.owed.is_empty(), "the failed call owes no reply any more");
     assert_eq!(
         reply.bytes,
         b"SERVER_ERROR vaurien: injected error on get\r\n"
@@ -617,10 +643,11 @@ fn error_replies() {
         b"quit\r\n",
         b"incr a 1 noreply\r\n",
     ] {
-        let req = whole(silent);
+        let (req, owed) = whole_on(&mut s, silent);
+        assert!(owed.is_empty(), "no reply owed to {:?}", show(silent));
         assert!(s.error_reply(&req, &mut rng).bytes.is_empty());
     }
-    let quiet = whole(b"mg a v q\r\n");
+    let (quiet, _) = whole_on(&mut s, b"mg a v q\r\n");
     assert!(s
         .error_reply(&quiet, &mut rng)
         .bytes

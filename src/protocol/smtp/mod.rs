@@ -53,14 +53,21 @@ pub const MESSAGE_HEAD: usize = 64 * 1024;
 pub const ERROR_REPLY: &[u8] =
     b"451 4.3.0 vaurien: requested action aborted: local error in processing\r\n";
 
-/// [`Request::flags`]: the `DATA` command.
-const DATA: u32 = 1;
-/// [`Request::flags`]: the `STARTTLS` command.
-const STARTTLS: u32 = 1 << 1;
-/// [`Request::flags`]: a message, sent after a 354 reply.
-const MESSAGE: u32 = 1 << 2;
-/// [`Request::flags`]: a line answering an `AUTH` challenge.
-const AUTH_LINE: u32 = 1 << 3;
+/// What the client sent last, which the reply read next answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Sent {
+    /// Nothing yet (the greeting comes first), or a command that changes nothing.
+    #[default]
+    Command,
+    /// `DATA`: a 354 reply asks for the message.
+    Data,
+    /// `STARTTLS`: a 220 reply starts TLS.
+    StartTls,
+    /// A message, after a 354 reply.
+    Message,
+    /// A line answering an `AUTH` challenge.
+    AuthLine,
+}
 
 /// The declaration of `smtp`.
 pub fn spec() -> ProtocolSpec {
@@ -89,6 +96,7 @@ enum Next {
 #[derive(Debug, Default)]
 pub struct SmtpSession {
     next: Next,
+    sent: Sent,
     /// The message being copied starts a line at the next byte (its head ended with a line
     /// end): what `copy_body` needs to see the `.` line.
     message_at_line_start: bool,
@@ -181,6 +189,7 @@ impl Framing for SmtpSession {
         head: &mut Vec<u8>,
     ) -> io::Result<Option<Request>> {
         let next = std::mem::take(&mut self.next);
+        self.sent = Sent::Command;
         if next == Next::Message {
             let body = match read_message(client, head, true, MESSAGE_HEAD)? {
                 MessageRead::Nothing => return Ok(None),
@@ -190,11 +199,11 @@ impl Framing for SmtpSession {
                     Body::Delimited
                 }
             };
+            self.sent = Sent::Message;
             return Ok(Some(Request {
                 name: "message".into(),
                 expects_response: true,
                 body,
-                flags: MESSAGE,
                 ..Request::default()
             }));
         }
@@ -206,10 +215,10 @@ impl Framing for SmtpSession {
         let line = trim_eol(&head[start..]);
         check_text(line, "a command line")?;
         if next == Next::AuthLine {
+            self.sent = Sent::AuthLine;
             return Ok(Some(Request {
                 name: "AUTH continuation".into(),
                 expects_response: true,
-                flags: AUTH_LINE,
                 ..Request::default()
             }));
         }
@@ -230,8 +239,8 @@ impl Framing for SmtpSession {
         };
         match req.name.as_str() {
             "QUIT" => req.close = true,
-            "DATA" => req.flags |= DATA,
-            "STARTTLS" => req.flags |= STARTTLS,
+            "DATA" => self.sent = Sent::Data,
+            "STARTTLS" => self.sent = Sent::StartTls,
             "BDAT" => {
                 let size = words
                     .next()
@@ -246,7 +255,7 @@ impl Framing for SmtpSession {
 
     fn read_response(
         &mut self,
-        req: &Request,
+        _req: &Request,
         backend: &mut dyn BufRead,
         head: &mut Vec<u8>,
     ) -> io::Result<Response> {
@@ -277,13 +286,13 @@ impl Framing for SmtpSession {
             }
         };
         self.next = match code {
-            354 if req.flags & DATA != 0 => Next::Message,
+            354 if self.sent == Sent::Data => Next::Message,
             334 => Next::AuthLine,
             _ => Next::Command,
         };
         Ok(Response {
             body: Body::None,
-            tunnel: code == 220 && req.flags & STARTTLS != 0,
+            tunnel: code == 220 && self.sent == Sent::StartTls,
             close: code == 421,
         })
     }
@@ -317,10 +326,10 @@ impl Framing for SmtpSession {
         }
     }
 
-    fn error_reply(&mut self, req: &Request, _rng: &mut fastrand::Rng) -> ErrorReply {
+    fn error_reply(&mut self, _req: &Request, _rng: &mut fastrand::Rng) -> ErrorReply {
         ErrorReply {
             bytes: ERROR_REPLY.to_vec(),
-            close: req.flags & (MESSAGE | AUTH_LINE) != 0,
+            close: matches!(self.sent, Sent::Message | Sent::AuthLine),
         }
     }
 }

@@ -130,7 +130,9 @@ fn switching_protocols_and_connect_open_a_tunnel() {
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nraw bytes";
     let mut r = reader(raw);
     let mut head = Vec::new();
-    let resp = session().read_response(&req, &mut r, &mut head).unwrap();
+    let resp = session_after(&req)
+        .read_response(&req, &mut r, &mut head)
+        .unwrap();
     assert!(resp.tunnel);
     assert_eq!(resp.body, Body::None);
     let mut rest = Vec::new();
