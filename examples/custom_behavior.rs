@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use vaurien::behavior::{Behavior, BehaviorSpec, Call, Direction, Verdict};
-use vaurien::opts::{OptSpec, Values};
+use vaurien::opts::{BadOption, OptSpec, Values};
 use vaurien::Registry;
 
 /// Reverses response bytes, for `percent` of the calls it is drawn for.
@@ -35,7 +35,7 @@ const FLIP_OPTIONS: &[OptSpec] = &[OptSpec::bool(
     "flip only responses that are ASCII text",
 )];
 
-fn build(values: &Values) -> Result<Arc<dyn Behavior>, String> {
+fn build(values: &Values) -> Result<Arc<dyn Behavior>, BadOption> {
     Ok(Arc::new(Flip {
         only_text: values.bool("only_text"),
     }))

@@ -33,7 +33,7 @@ fn run(registry: Registry, args: &[String]) -> Result<(), Error> {
         }
         cli::Command::Run(config) => config,
     };
-    let s = &config.settings;
+    let s = &config.settings();
     logging::init(s.log_level, &s.log_output)?;
     give_large_frees_back_to_the_system();
     let mut signals = signal_hook::iterator::Signals::new([
@@ -86,7 +86,7 @@ fn give_large_frees_back_to_the_system() {
 }
 
 fn log_settings(config: &config::Config, proxy: &Vaurien) {
-    let s = &config.settings;
+    let s = &config.settings();
     let addr = proxy.proxy_addr();
     if let Some(http) = proxy.http_addr() {
         log::info!("control API on http://{http}");
@@ -97,9 +97,7 @@ fn log_settings(config: &config::Config, proxy: &Vaurien) {
         s.backend,
         s.protocol
     );
-    if let Ok(mix) = config.mix() {
-        log::info!("behavior {mix}");
-    }
+    log::info!("behavior {}", config.mix());
     let seed = s.seed.map_or("none".to_string(), |x| x.to_string());
     log::info!(
         "timeout {:?}, bufsize {}, max connections {}, stay connected {}, seed {seed}",
@@ -108,7 +106,7 @@ fn log_settings(config: &config::Config, proxy: &Vaurien) {
         s.max_connections,
         s.stay_connected
     );
-    for (name, values) in &config.behavior_options {
+    for (name, values) in config.behavior_options() {
         let set: Vec<String> = values
             .iter()
             .filter(|(k, _)| values.is_explicit(k))
@@ -118,7 +116,7 @@ fn log_settings(config: &config::Config, proxy: &Vaurien) {
             log::info!("behavior {name}: {}", set.join(", "));
         }
     }
-    for (name, values) in &config.protocol_options {
+    for (name, values) in config.protocol_options() {
         let set: Vec<String> = values
             .iter()
             .filter(|(k, _)| values.is_explicit(k))

@@ -21,6 +21,8 @@ pub enum ClientError {
     Status(u16, Json),
     /// The answer was not the HTTP/JSON expected.
     BadAnswer(String),
+    /// The API's address is not one this client can use (`https://`, no port).
+    BadUrl(String),
 }
 
 impl fmt::Display for ClientError {
@@ -36,6 +38,7 @@ impl fmt::Display for ClientError {
                 }
             }
             ClientError::BadAnswer(why) => write!(f, "bad answer: {why}"),
+            ClientError::BadUrl(why) => f.write_str(why),
         }
     }
 }
@@ -58,16 +61,19 @@ pub struct Client {
 
 impl Client {
     /// A client of the API at `url` (`http://HOST:PORT` or `HOST:PORT`).
-    pub fn new(url: &str) -> Result<Client, String> {
+    pub fn new(url: &str) -> Result<Client, ClientError> {
         let rest = url
             .strip_prefix("http://")
             .unwrap_or(url)
             .trim_end_matches('/');
         if rest.contains("://") {
-            return Err(format!("'{url}': only http:// is supported"));
+            return Err(ClientError::BadUrl(format!(
+                "'{url}': only http:// is supported"
+            )));
         }
-        let addr = HostPort::parse(rest)
-            .map_err(|_| format!("'{url}' is not an API address http://HOST:PORT"))?;
+        let addr = HostPort::parse(rest).map_err(|_| {
+            ClientError::BadUrl(format!("'{url}' is not an API address http://HOST:PORT"))
+        })?;
         Ok(Client {
             addr,
             token: None,
@@ -253,7 +259,11 @@ mod tests {
     fn urls() {
         assert!(Client::new("http://localhost:8080").is_ok());
         assert!(Client::new("localhost:8080/").is_ok());
-        assert!(Client::new("https://localhost:8080").is_err());
-        assert!(Client::new("localhost").is_err());
+        for bad in ["https://localhost:8080", "localhost"] {
+            match Client::new(bad) {
+                Err(ClientError::BadUrl(why)) => assert!(why.contains(bad), "{why}"),
+                other => panic!("{bad}: {:?}", other.map(|_| ())),
+            }
+        }
     }
 }

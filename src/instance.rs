@@ -33,7 +33,7 @@ pub struct Vaurien {
 impl Vaurien {
     /// Binds the proxy (and the control API with `--http`) and starts accepting.
     pub fn start(config: &Config) -> Result<Vaurien, Error> {
-        let s = &config.settings;
+        let s = &config.settings();
         let proxy = Proxy::bind(config)?;
         let proxy_addr = proxy
             .local_addr()
@@ -45,8 +45,8 @@ impl Vaurien {
             };
             let state = ControlState {
                 hub: proxy.hub(),
-                registry: config.registry.clone(),
-                base_options: config.behavior_options.clone(),
+                registry: config.registry().clone(),
+                base_options: config.behavior_options().clone(),
                 stats: proxy.stats(),
                 token: s.http_token.clone(),
             };

@@ -6,11 +6,23 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::behavior::Behavior;
-use crate::opts::Values;
+use crate::behavior::BehaviorSpec;
+use crate::opts::{BadOption, Values};
 use crate::registry::Registry;
 
 /// Option values per behavior name, as the command line, the file and the API set them.
 pub type BehaviorOptions = BTreeMap<String, Values>;
+
+/// Activates `behavior` with its values in `options`, its defaults where it has none there.
+pub fn activate_with(
+    options: &BehaviorOptions,
+    behavior: &BehaviorSpec,
+) -> Result<Arc<dyn Behavior>, BadOption> {
+    match options.get(behavior.name.as_ref()) {
+        Some(values) => behavior.instantiate(values),
+        None => behavior.instantiate(&Values::defaults(behavior.options)),
+    }
+}
 
 /// One behavior of a mix with its weight.
 #[derive(Debug, Clone)]
@@ -41,8 +53,8 @@ pub enum MixError {
     UnknownBehavior(String, Vec<String>),
     /// Weights adding up past 100.
     OverHundred(u32),
-    /// The behavior refused its options.
-    BadOptions(String, String),
+    /// The behavior refused one of its options.
+    BadOptions(String, BadOption),
     /// Nothing at all.
     Empty,
 }
@@ -73,11 +85,32 @@ impl Mix {
         registry: &Registry,
         options: &BehaviorOptions,
     ) -> Result<Mix, MixError> {
+        Mix::parse_with(spec, registry, |behavior| activate_with(options, behavior))
+    }
+
+    /// [`Mix::parse`], each behavior of the mix activated by `activate` (the instances a
+    /// checked configuration built already).
+    pub fn parse_with(
+        spec: &str,
+        registry: &Registry,
+        activate: impl FnMut(&BehaviorSpec) -> Result<Arc<dyn Behavior>, BadOption>,
+    ) -> Result<Mix, MixError> {
+        Mix::read(spec, registry)?.activate(activate)
+    }
+
+    /// Reads a mix without activating it: its weights and behavior names are checked, its
+    /// behaviors' options are not yet.
+    pub fn read<'r>(spec: &str, registry: &'r Registry) -> Result<MixDraft<'r>, MixError> {
         let spec = spec.trim();
         if spec.is_empty() {
             return Err(MixError::Empty);
         }
-        let mut entries = Vec::new();
+        let known = |name: &str| {
+            registry.behavior(name).ok_or_else(|| {
+                MixError::UnknownBehavior(name.to_string(), registry.behavior_names())
+            })
+        };
+        let mut parts = Vec::new();
         let mut sum = 0u32;
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (weight, name) = match part.split_once(':') {
@@ -92,42 +125,18 @@ impl Mix {
                 }
                 None => (100, part),
             };
-            let entry = Self::entry(weight, name, registry, options)?;
+            parts.push((weight, known(name)?));
             sum += weight;
-            entries.push(entry);
         }
-        if entries.is_empty() {
+        if parts.is_empty() {
             return Err(MixError::Empty);
         }
         if sum > 100 {
             return Err(MixError::OverHundred(sum));
         }
-        let dummy = Self::entry(100 - sum, "dummy", registry, options)?;
-        Ok(Mix { entries, dummy })
-    }
-
-    fn entry(
-        weight: u32,
-        name: &str,
-        registry: &Registry,
-        options: &BehaviorOptions,
-    ) -> Result<Entry, MixError> {
-        let spec = registry.behavior(name).ok_or_else(|| {
-            MixError::UnknownBehavior(name.to_string(), registry.behavior_names())
-        })?;
-        let name = spec.name.to_string();
-        let values = options
-            .get(&name)
-            .cloned()
-            .unwrap_or_else(|| Values::defaults(spec.options));
-        let behavior = spec
-            .instantiate(&values)
-            .map_err(|e| MixError::BadOptions(name.clone(), e))?;
-        Ok(Entry {
-            weight,
-            name,
-            behavior,
-            calls: Arc::default(),
+        Ok(MixDraft {
+            parts,
+            dummy: (100 - sum, known("dummy")?),
         })
     }
 
@@ -168,6 +177,45 @@ impl Mix {
     /// The behaviors of the mix, without the implicit `dummy` remainder.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+}
+
+/// A mix read but not activated: each behavior's declaration and weight, in order.
+#[derive(Debug)]
+pub struct MixDraft<'r> {
+    parts: Vec<(u32, &'r BehaviorSpec)>,
+    /// What the weights leave.
+    dummy: (u32, &'r BehaviorSpec),
+}
+
+impl MixDraft<'_> {
+    /// The behaviors the mix names, in order (a behavior named twice comes twice).
+    pub fn behaviors(&self) -> impl Iterator<Item = &BehaviorSpec> + '_ {
+        self.parts.iter().map(|(_, spec)| *spec)
+    }
+
+    /// Activates every behavior of the mix with `activate`, in order, the remainder last.
+    pub fn activate(
+        self,
+        mut activate: impl FnMut(&BehaviorSpec) -> Result<Arc<dyn Behavior>, BadOption>,
+    ) -> Result<Mix, MixError> {
+        let mut entry = |(weight, spec): (u32, &BehaviorSpec)| {
+            let name = spec.name.to_string();
+            let behavior = activate(spec).map_err(|e| MixError::BadOptions(name.clone(), e))?;
+            Ok(Entry {
+                weight,
+                name,
+                behavior,
+                calls: Arc::default(),
+            })
+        };
+        let entries = self
+            .parts
+            .into_iter()
+            .map(&mut entry)
+            .collect::<Result<Vec<_>, MixError>>()?;
+        let dummy = entry(self.dummy)?;
+        Ok(Mix { entries, dummy })
     }
 }
 

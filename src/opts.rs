@@ -9,6 +9,34 @@ use std::fmt;
 /// latency or timeout, and short enough that a deadline computed from it cannot overflow.
 pub const MAX_SECONDS: f64 = 1e9;
 
+/// Why a behavior or a protocol refused the value of one of its options: the option, named
+/// as declared, and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadOption {
+    /// The option's declared name (`sleep`).
+    pub key: &'static str,
+    /// What is wrong, a phrase that follows the name (`must not be negative (got -1)`).
+    pub why: String,
+}
+
+impl BadOption {
+    /// Option `key` refused because its value `why`.
+    pub fn new(key: &'static str, why: impl Into<String>) -> BadOption {
+        BadOption {
+            key,
+            why: why.into(),
+        }
+    }
+}
+
+impl fmt::Display for BadOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.key, self.why)
+    }
+}
+
+impl std::error::Error for BadOption {}
+
 /// The type of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptKind {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Behavior, Call, Direction, Verdict};
-use crate::opts::{Values, MAX_SECONDS};
+use crate::opts::{BadOption, Values, MAX_SECONDS};
 
 /// Adds `sleep` (± `jitter`) seconds of latency to the request (`before`) or the response.
 ///
@@ -22,7 +22,7 @@ pub struct Delay {
 impl Delay {
     /// Builds it from its option values; negative durations, and durations past
     /// [`MAX_SECONDS`] (a deadline that far would overflow the clock), are refused.
-    pub fn from_values(v: &Values) -> Result<Self, String> {
+    pub fn from_values(v: &Values) -> Result<Self, BadOption> {
         let d = Delay {
             sleep: v.float("sleep"),
             before: v.bool("before"),
@@ -30,11 +30,15 @@ impl Delay {
         };
         for (name, secs) in [("sleep", d.sleep), ("jitter", d.jitter)] {
             if secs < 0.0 {
-                return Err(format!("{name} must not be negative (got {secs})"));
+                return Err(BadOption::new(
+                    name,
+                    format!("must not be negative (got {secs})"),
+                ));
             }
             if secs > MAX_SECONDS {
-                return Err(format!(
-                    "{name} must be at most {MAX_SECONDS} seconds (got {secs})"
+                return Err(BadOption::new(
+                    name,
+                    format!("must be at most {MAX_SECONDS} seconds (got {secs})"),
                 ));
             }
         }
@@ -150,7 +154,7 @@ mod tests {
             let mut v = Values::defaults(super::super::DELAY_OPTIONS);
             v.set(name, crate::opts::Value::Float(secs));
             let why = Delay::from_values(&v).unwrap_err();
-            assert!(why.starts_with(name) && why.contains("at most"), "{why}");
+            assert!(why.key == name && why.why.contains("at most"), "{why}");
         }
         let longest = Delay {
             sleep: MAX_SECONDS,

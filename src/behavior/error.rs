@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Behavior, Call, Direction, Verdict};
-use crate::opts::Values;
+use crate::opts::{BadOption, Values};
 
 /// Bytes sent instead of a response on stream protocols.
 const REPLACEMENT_LEN: usize = 1000;
@@ -21,9 +21,9 @@ struct Failing {
 }
 
 impl Failing {
-    fn new(v: &Values, window: Option<u64>) -> Result<Self, String> {
+    fn new(v: &Values, window: Option<u64>) -> Result<Self, BadOption> {
         let warmup = u64::try_from(v.int("warmup"))
-            .map_err(|_| "warmup must not be negative".to_string())?;
+            .map_err(|_| BadOption::new("warmup", "must not be negative"))?;
         Ok(Failing {
             inject: v.bool("inject"),
             warmup,
@@ -76,7 +76,7 @@ pub struct Error(Failing);
 
 impl Error {
     /// Builds it from its option values.
-    pub fn from_values(v: &Values) -> Result<Self, String> {
+    pub fn from_values(v: &Values) -> Result<Self, BadOption> {
         Failing::new(v, None).map(Error)
     }
 }
@@ -96,9 +96,9 @@ pub struct Transient(Failing);
 
 impl Transient {
     /// Builds it from its option values.
-    pub fn from_values(v: &Values) -> Result<Self, String> {
+    pub fn from_values(v: &Values) -> Result<Self, BadOption> {
         let agitate = u64::try_from(v.int("agitate"))
-            .map_err(|_| "agitate must not be negative".to_string())?;
+            .map_err(|_| BadOption::new("agitate", "must not be negative"))?;
         Failing::new(v, Some(agitate)).map(Transient)
     }
 }

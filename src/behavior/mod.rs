@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::opts::{OptSpec, Values};
+use crate::opts::{BadOption, OptSpec, Values};
 
 mod delay;
 mod error;
@@ -99,7 +99,7 @@ pub trait Behavior: Send + Sync + fmt::Debug {
 }
 
 /// Builds a behavior instance from its option values.
-pub type BuildBehavior = fn(&Values) -> Result<Arc<dyn Behavior>, String>;
+pub type BuildBehavior = fn(&Values) -> Result<Arc<dyn Behavior>, BadOption>;
 
 /// The declaration of a behavior: its name, options and constructor.
 #[derive(Clone)]
@@ -131,7 +131,7 @@ impl BehaviorSpec {
     }
 
     /// Builds an instance with `values` for its options.
-    pub fn instantiate(&self, values: &Values) -> Result<Arc<dyn Behavior>, String> {
+    pub fn instantiate(&self, values: &Values) -> Result<Arc<dyn Behavior>, BadOption> {
         (self.build)(values)
     }
 }

@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(c.behavior_options["error"].int("warmup"), 3);
         assert!(c.protocol_options["tcp"].bool("keep_alive"));
         assert_eq!(c.settings.seed, Some(7));
-        assert_eq!(c.mix().unwrap().to_string(), "50:delay,50:dummy");
+        assert_eq!(c.mix().to_string(), "50:delay,50:dummy");
     }
 
     #[test]
@@ -228,7 +228,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.settings.proxy.port, 9000);
         assert_eq!(c.settings.backend.port, 9001);
-        assert_eq!(c.mix().unwrap().to_string(), "10:error,20:dummy,70:dummy");
+        assert_eq!(c.mix().to_string(), "10:error,20:dummy,70:dummy");
     }
 
     #[test]

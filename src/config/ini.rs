@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(c.behavior_options["delay"].float("sleep"), 2.0);
         assert_eq!(c.behavior_options["flaky"].int("warmup"), 3);
         assert!(c.protocol_options["tcp"].bool("keep_alive"));
-        assert_eq!(c.mix().unwrap().to_string(), "20:delay,5:flaky,75:dummy");
+        assert_eq!(c.mix().to_string(), "20:delay,5:flaky,75:dummy");
     }
 
     #[test]

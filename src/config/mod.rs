@@ -8,30 +8,41 @@ mod ini;
 mod settings;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use ini::{from_text, load};
 pub use settings::{parse_log_level, Invalid, Overrides, Settings, GLOBAL_OPTIONS};
 
 use settings::invalid;
 
+use crate::behavior::Behavior;
 use crate::error::Error;
-use crate::mix::{BehaviorOptions, Mix};
-use crate::opts::{Value, Values};
+use crate::mix::{BehaviorOptions, Mix, MixError};
+use crate::opts::{BadOption, Value, Values};
+use crate::protocol::Protocol;
 use crate::registry::Registry;
 
-/// Everything a proxy starts from: the registry, settings, and every option value.
+/// Everything a proxy starts from, read and checked once: the registry, the settings, every
+/// option value, and what start-up runs (the mix with its behaviors, the protocol), built
+/// while checking. Read-only: a different configuration is built from its arguments again.
+/// A proxy runs the behavior instances built here, so two proxies started from one `Config`
+/// share their counters (`error`'s warmup): build one for each.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Known behaviors and protocols, including those the file defined.
-    pub registry: Registry,
-    /// Typed proxy settings.
-    pub settings: Settings,
-    /// Raw proxy option values (for start-up logs).
-    pub globals: Values,
-    /// Option values of every behavior.
-    pub behavior_options: BehaviorOptions,
-    /// Option values of every protocol.
-    pub protocol_options: BTreeMap<String, Values>,
+    registry: Registry,
+    settings: Settings,
+    globals: Values,
+    behavior_options: BehaviorOptions,
+    protocol_options: BTreeMap<String, Values>,
+    mix: Mix,
+    protocol: Arc<dyn Protocol>,
+}
+
+/// What checking a configuration built: start-up runs these.
+struct Checked {
+    settings: Settings,
+    mix: Mix,
+    protocol: Arc<dyn Protocol>,
 }
 
 fn apply(values: &mut Values, pairs: &[(&'static str, Value)]) {
@@ -105,23 +116,27 @@ impl Config {
         apply(&mut globals, &cli.globals);
         set_behaviors(&mut behavior_options, &cli.behaviors);
         set_protocols(&mut protocol_options, &cli.protocols);
-        let settings = Config::check(&registry, &globals, &behavior_options, &protocol_options)
+        let checked = Config::check(&registry, &globals, &behavior_options, &protocol_options)
             .map_err(|e| Error::Usage(e.on_command_line()))?;
         Ok(Config {
             registry,
-            settings,
+            settings: checked.settings,
             globals,
             behavior_options,
             protocol_options,
+            mix: checked.mix,
+            protocol: checked.protocol,
         })
     }
 
+    /// Checks every value: each behavior and the protocol are built once with theirs, and the
+    /// mix takes the instances of the behaviors it names.
     fn check(
         registry: &Registry,
         globals: &Values,
         behaviors: &BehaviorOptions,
         protocols: &BTreeMap<String, Values>,
-    ) -> Result<Settings, Problem> {
+    ) -> Result<Checked, Problem> {
         let settings = Settings::from_values(globals).map_err(Problem::Global)?;
         let proto = registry.protocol(&settings.protocol).ok_or_else(|| {
             Problem::Global(invalid(
@@ -133,28 +148,72 @@ impl Config {
                 ),
             ))
         })?;
+        let mut built: BTreeMap<String, Arc<dyn Behavior>> = BTreeMap::new();
         for spec in registry.behaviors() {
             if let Some(values) = behaviors.get(spec.name.as_ref()) {
-                spec.instantiate(values)
+                let behavior = spec
+                    .instantiate(values)
                     .map_err(|e| Problem::Behavior(spec.name.to_string(), e))?;
+                built.insert(spec.name.to_string(), behavior);
             }
         }
-        if let Some(values) = protocols.get(proto.name) {
-            (proto.build)(values).map_err(|e| Problem::Protocol(proto.name.to_string(), e))?;
-        }
-        Mix::parse(&settings.behavior, registry, behaviors)
-            .map_err(|e| Problem::Global(invalid("behavior", e.to_string())))?;
-        Ok(settings)
+        let values = protocols
+            .get(proto.name)
+            .cloned()
+            .unwrap_or_else(|| Values::defaults(proto.options));
+        let protocol =
+            (proto.build)(&values).map_err(|e| Problem::Protocol(proto.name.to_string(), e))?;
+        // A behavior named twice in the mix gets a second instance, as the API's mixes do.
+        let mix = Mix::parse_with(&settings.behavior, registry, |spec| {
+            match built.remove(spec.name.as_ref()) {
+                Some(behavior) => Ok(behavior),
+                None => crate::mix::activate_with(behaviors, spec),
+            }
+        })
+        .map_err(|e| match e {
+            MixError::BadOptions(name, bad) => Problem::Behavior(name, bad),
+            e => Problem::Global(invalid("behavior", e.to_string())),
+        })?;
+        Ok(Checked {
+            settings,
+            mix,
+            protocol,
+        })
     }
 
-    /// Builds the mix the proxy starts with.
-    pub fn mix(&self) -> Result<Mix, Error> {
-        Mix::parse(
-            &self.settings.behavior,
-            &self.registry,
-            &self.behavior_options,
-        )
-        .map_err(|e| Error::Usage(e.to_string()))
+    /// Known behaviors and protocols, including those the file defined.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Typed proxy settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Raw proxy option values, as the defaults, the file and the command line set them.
+    pub fn globals(&self) -> &Values {
+        &self.globals
+    }
+
+    /// Option values of every behavior (what a mix set through the API starts from).
+    pub fn behavior_options(&self) -> &BehaviorOptions {
+        &self.behavior_options
+    }
+
+    /// Option values of every protocol.
+    pub fn protocol_options(&self) -> &BTreeMap<String, Values> {
+        &self.protocol_options
+    }
+
+    /// The mix the proxy starts with, its behaviors built while checking.
+    pub fn mix(&self) -> &Mix {
+        &self.mix
+    }
+
+    /// The protocol the proxy serves, built while checking.
+    pub fn protocol(&self) -> &Arc<dyn Protocol> {
+        &self.protocol
     }
 }
 
@@ -162,8 +221,8 @@ impl Config {
 #[derive(Debug)]
 enum Problem {
     Global(Invalid),
-    Behavior(String, String),
-    Protocol(String, String),
+    Behavior(String, BadOption),
+    Protocol(String, BadOption),
 }
 
 impl Problem {
@@ -200,7 +259,7 @@ mod tests {
         assert_eq!(c.settings.proxy.to_string(), "localhost:8000");
         assert_eq!(c.settings.timeout, Duration::from_secs(30));
         assert_eq!(c.settings.seed, None);
-        assert_eq!(c.mix().unwrap().to_string(), "dummy");
+        assert_eq!(c.mix().to_string(), "dummy");
     }
 
     #[test]

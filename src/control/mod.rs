@@ -113,8 +113,8 @@ fn put_behavior(state: &ControlState, body: &[u8]) -> Answer {
         // The original's answer, word for word: a client may match on it.
         None => return error(400, "body", "", "the value should contain a \"name\" key"),
     };
-    let mix = match Mix::parse(&name, &state.registry, &state.base_options) {
-        Ok(m) => m,
+    let draft = match Mix::read(&name, &state.registry) {
+        Ok(d) => d,
         Err(crate::mix::MixError::UnknownBehavior(n, _)) => {
             return error(
                 400,
@@ -129,17 +129,14 @@ fn put_behavior(state: &ControlState, body: &[u8]) -> Answer {
     let mut options = state.base_options.clone();
     for (key, value) in fields.iter().filter(|(k, _)| k.as_str() != "name") {
         let mut taken = false;
-        for entry in mix.entries() {
-            let Some(spec) = state.registry.behavior(&entry.name) else {
-                continue;
-            };
+        for spec in draft.behaviors() {
             let Some(opt) = crate::opts::find(spec.options, key) else {
                 continue;
             };
             match opt.from_json(value) {
                 Ok(v) => {
                     options
-                        .entry(entry.name.clone())
+                        .entry(spec.name.to_string())
                         .or_default()
                         .set(opt.name, v);
                     taken = true;
@@ -156,15 +153,10 @@ fn put_behavior(state: &ControlState, body: &[u8]) -> Answer {
             );
         }
     }
-    let mix = match Mix::parse(&name, &state.registry, &options) {
+    let mix = match draft.activate(|spec| crate::mix::activate_with(&options, spec)) {
         Ok(m) => m,
-        Err(crate::mix::MixError::BadOptions(b, why)) => {
-            let key = fields
-                .keys()
-                .find(|k| why.contains(k.as_str()))
-                .cloned()
-                .unwrap_or_default();
-            return error(400, "body", &key, format!("behavior '{b}': {why}"));
+        Err(crate::mix::MixError::BadOptions(b, bad)) => {
+            return error(400, "body", bad.key, format!("behavior '{b}': {bad}"));
         }
         Err(e) => return error(400, "body", "name", e.to_string()),
     };
@@ -223,14 +215,14 @@ mod tests {
     pub(crate) fn state() -> ControlState {
         let registry = Registry::builtin();
         let config = crate::config::Config::defaults(registry.clone()).unwrap();
-        let mix = config.mix().unwrap();
+        let mix = config.mix().clone();
         ControlState {
             hub: Hub::new(Live {
                 mix,
                 backend: HostPort::parse("localhost:80").unwrap(),
             }),
             registry,
-            base_options: config.behavior_options,
+            base_options: config.behavior_options().clone(),
             stats: Arc::new(Stats::default()),
             token: None,
         }
@@ -314,6 +306,17 @@ mod tests {
             400,
             "sleep",
             "negative",
+        );
+        // The behavior names the option it refused, whatever else the body sets.
+        assert_error(
+            put(
+                &s,
+                "/behavior",
+                r#"{"name": "10:delay,10:error", "sleep": 1, "warmup": -1}"#,
+            ),
+            400,
+            "warmup",
+            "behavior 'error': warmup must not be negative",
         );
         assert_error(
             put(&s, "/behavior", r#"{"name": "delay", "nap": 1}"#),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::framing::Framing;
 use crate::net::HostPort;
-use crate::opts::{OptSpec, Values};
+use crate::opts::{BadOption, OptSpec, Values};
 
 /// Options every protocol has, read from its declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub trait Protocol: Send + Sync + fmt::Debug {
 }
 
 /// Builds a protocol instance from its option values.
-pub type BuildProtocol = fn(&Values) -> Result<Arc<dyn Protocol>, String>;
+pub type BuildProtocol = fn(&Values) -> Result<Arc<dyn Protocol>, BadOption>;
 
 /// The declaration of a protocol: its name, options and constructor.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ impl<S: Framing + Default + 'static> Sessions<S> {
         v: &Values,
         force_keep_alive: bool,
         reusable: bool,
-    ) -> Result<Arc<dyn Protocol>, String> {
+    ) -> Result<Arc<dyn Protocol>, BadOption> {
         let options = StreamOptions::from_values(name, v, force_keep_alive, reusable)?;
         Ok(Arc::new(Sessions::<S> {
             name,
@@ -139,13 +139,13 @@ impl StreamOptions {
         v: &Values,
         force_keep_alive: bool,
         reusable: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BadOption> {
         let buffer = if v.is_explicit("buffer") {
             let b = v.int("buffer");
             if !(1..=16 << 20).contains(&b) {
-                return Err(format!(
-                    "buffer must be between 1 and {} bytes (got {b})",
-                    16 << 20
+                return Err(BadOption::new(
+                    "buffer",
+                    format!("must be between 1 and {} bytes (got {b})", 16 << 20),
                 ));
             }
             Some(b as usize)
@@ -171,7 +171,7 @@ impl Stream {
         name: &'static str,
         v: &Values,
         force_keep_alive: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BadOption> {
         Ok(Stream {
             name,
             options: StreamOptions::from_values(name, v, force_keep_alive, false)?,

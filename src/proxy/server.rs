@@ -87,20 +87,11 @@ impl StopHandle {
 }
 
 impl Proxy {
-    /// Builds the protocol and mix, raises the open-files limit, and binds the listener.
+    /// Takes the protocol and mix the configuration built, raises the open-files limit, and
+    /// binds the listener.
     pub fn bind(config: &Config) -> Result<Proxy, Error> {
-        let settings = config.settings.clone();
-        let proto_spec = config
-            .registry
-            .protocol(&settings.protocol)
-            .ok_or_else(|| Error::Usage(format!("unknown protocol '{}'", settings.protocol)))?;
-        let proto_values = config
-            .protocol_options
-            .get(proto_spec.name)
-            .cloned()
-            .unwrap_or_default();
-        let protocol = (proto_spec.build)(&proto_values)
-            .map_err(|e| Error::Usage(format!("protocol '{}': {e}", proto_spec.name)))?;
+        let settings = config.settings().clone();
+        let protocol = config.protocol().clone();
         let statsd = if settings.statsd {
             let to = crate::net::HostPort {
                 host: settings.statsd_host.clone(),
@@ -109,7 +100,7 @@ impl Proxy {
             let client = crate::stats::Statsd::connect(
                 &to,
                 &settings.statsd_prefix,
-                proto_spec.name,
+                protocol.name(),
                 settings.statsd_sample_rate,
             )
             .map_err(|e| Error::Start(format!("statsd at {to}: {e}")))?;
@@ -118,7 +109,7 @@ impl Proxy {
             None
         };
         let stats = Arc::new(Stats::new(statsd));
-        let mix = config.mix()?.count_into(&stats);
+        let mix = config.mix().clone().count_into(&stats);
         let wanted = 2 * settings.max_connections as u64 + settings.pool_max_size as u64 + 128;
         let limit = crate::net::raise_open_files(wanted);
         if limit < wanted {

@@ -28,7 +28,7 @@ use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
 use crate::net::HostPort;
-use crate::opts::{OptSpec, Values};
+use crate::opts::{BadOption, OptSpec, Values};
 use crate::protocol::{
     Body, ErrorReply, Framing, Name, Protocol, ProtocolSpec, Request, Response, StreamOptions,
     TCP_OPTIONS,
@@ -96,7 +96,7 @@ pub struct Http {
 
 impl Http {
     /// Builds it from its option values.
-    pub fn from_values(v: &Values) -> Result<Self, String> {
+    pub fn from_values(v: &Values) -> Result<Self, BadOption> {
         Ok(Http {
             options: StreamOptions::from_values("http", v, false, true)?,
             overwrite_host: v.bool("overwrite_host_header"),

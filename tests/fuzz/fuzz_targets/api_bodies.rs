@@ -18,11 +18,11 @@ fn state() -> &'static ControlState {
         let config = Config::defaults(registry.clone()).expect("the defaults check");
         ControlState {
             hub: Hub::new(Live {
-                mix: config.mix().expect("the default mix"),
+                mix: config.mix().clone(),
                 backend: HostPort::parse("127.0.0.1:9").expect("an address"),
             }),
             registry,
-            base_options: config.behavior_options,
+            base_options: config.behavior_options().clone(),
             stats: Arc::new(Stats::default()),
             token: None,
         }
