@@ -50,7 +50,7 @@
 //! proxy.stop();
 //! ```
 //!
-//! [`cli::parse`] reads a command line into a [`config::Config`]; [`Vaurien`] runs it;
+//! [`cli::parse`] reads a command line into a [`Config`]; [`Vaurien`] runs it;
 //! [`Registry`] takes custom behaviors and protocols, and [`main_with`] runs the stock command
 //! line with them.
 
@@ -77,6 +77,7 @@ pub(crate) mod sys;
 pub use app::main_with;
 pub use client::Client;
 pub use config::cli;
+pub use config::Config;
 pub use error::Error;
 pub use instance::Vaurien;
 pub use registry::Registry;

@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use vaurien::net::HostPort;
 use vaurien::protocol::{
-    ErrorReply, Framing, Protocol, ProtocolSpec, Request, Response, StreamOptions, TCP_OPTIONS,
+    BackendReuse, ErrorReply, Framing, KeepAlive, Protocol, ProtocolSpec, Request, Response,
+    TcpOptions, TCP_OPTIONS,
 };
 use vaurien::{Registry, Vaurien};
 
 use crate::support::{within, Backend};
 
 #[derive(Debug)]
-struct Lines(StreamOptions);
+struct Lines(TcpOptions);
 
 struct LineSession;
 
@@ -78,7 +79,7 @@ impl Protocol for Lines {
     fn name(&self) -> &str {
         "lines"
     }
-    fn stream_options(&self) -> &StreamOptions {
+    fn tcp_options(&self) -> &TcpOptions {
         &self.0
     }
     fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
@@ -92,8 +93,11 @@ fn registry() -> Registry {
         summary: "one line each way",
         options: TCP_OPTIONS,
         build: |v| {
-            Ok(Arc::new(Lines(StreamOptions::from_values(
-                "lines", v, false, true,
+            Ok(Arc::new(Lines(TcpOptions::from_values(
+                "lines",
+                v,
+                KeepAlive::Optional,
+                BackendReuse::Safe,
             )?)))
         },
     })

@@ -110,9 +110,10 @@ pub struct BehaviorSpec {
     pub aliases: &'static [&'static str],
     /// One line saying what it does.
     pub summary: &'static str,
-    /// Its options.
+    /// The options it declares: its flags, INI keys, API keys and their documentation come
+    /// from them.
     pub options: &'static [OptSpec],
-    /// Its constructor.
+    /// Builds an instance from its option values, or names the option it refuses.
     pub build: BuildBehavior,
 }
 

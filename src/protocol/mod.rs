@@ -18,7 +18,8 @@ mod wire;
 
 pub use framing::{copy_plain_body, Body, ErrorReply, Framing, Name, Request, Response};
 pub use spec::{
-    BuildProtocol, Protocol, ProtocolSpec, Sessions, Stream, StreamOptions, TCP_OPTIONS,
+    BackendReuse, BuildProtocol, ByteStream, FramedProtocol, KeepAlive, Protocol, ProtocolSpec,
+    TcpOptions, TCP_OPTIONS,
 };
 
 /// The built-in protocols, in documentation order.
@@ -29,7 +30,8 @@ pub fn builtins() -> Vec<ProtocolSpec> {
             summary: "a full-duplex byte stream; every chunk read from one side is a call",
             options: TCP_OPTIONS,
             build: |v| {
-                Stream::from_values("tcp", v, false).map(|p| Arc::new(p) as Arc<dyn Protocol>)
+                ByteStream::from_values("tcp", v, KeepAlive::Optional)
+                    .map(|p| Arc::new(p) as Arc<dyn Protocol>)
             },
         },
         ProtocolSpec {
@@ -37,7 +39,8 @@ pub fn builtins() -> Vec<ProtocolSpec> {
             summary: "MySQL/MariaDB: a stream where the server speaks first; keep-alive always on",
             options: TCP_OPTIONS,
             build: |v| {
-                Stream::from_values("mysql", v, true).map(|p| Arc::new(p) as Arc<dyn Protocol>)
+                ByteStream::from_values("mysql", v, KeepAlive::Always)
+                    .map(|p| Arc::new(p) as Arc<dyn Protocol>)
             },
         },
         smtp::spec(),

@@ -9,9 +9,28 @@ use super::framing::Framing;
 use crate::net::HostPort;
 use crate::opts::{BadOption, OptSpec, Values};
 
-/// Options every protocol has, read from its declaration.
+/// Whether a protocol's sockets have TCP keep-alive probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// As its `keep_alive` option says.
+    Optional,
+    /// Always: the protocol holds a session open for long (mysql, smtp).
+    Always,
+}
+
+/// Whether a protocol's backend connections may be handed to the next client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendReuse {
+    /// The framing knows when a connection is between calls (http, redis, memcache):
+    /// `reuse_socket` is honored.
+    Safe,
+    /// Never: `reuse_socket` is refused with a warning.
+    Unsafe,
+}
+
+/// The options of `tcp`, which every protocol has, read from their values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamOptions {
+pub struct TcpOptions {
     /// Read buffer size when set with the protocol's `buffer` option; `None`: `--bufsize`.
     pub buffer: Option<usize>,
     /// TCP keep-alive probes on both sockets.
@@ -22,10 +41,10 @@ pub struct StreamOptions {
 
 /// A protocol instance, built from its option values at start.
 pub trait Protocol: Send + Sync + fmt::Debug {
-    /// Its name.
+    /// The name `--protocol` gives it, for logs and statsd keys.
     fn name(&self) -> &str;
     /// The options shared by every protocol.
-    fn stream_options(&self) -> &StreamOptions;
+    fn tcp_options(&self) -> &TcpOptions;
     /// A framing session for one connection to `backend`; `None` for a byte stream, where
     /// every chunk is a call.
     fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
@@ -43,9 +62,9 @@ pub struct ProtocolSpec {
     pub name: &'static str,
     /// One line saying what it frames.
     pub summary: &'static str,
-    /// Its options.
+    /// The options it declares: its flags, INI keys and their documentation come from them.
     pub options: &'static [OptSpec],
-    /// Its constructor.
+    /// Builds an instance from its option values, or names the option it refuses.
     pub build: BuildProtocol,
 }
 
@@ -59,31 +78,31 @@ impl fmt::Debug for ProtocolSpec {
 
 /// A framed protocol whose sessions start from `S::default()` and need nothing from the
 /// protocol's options beyond the shared ones (redis, memcache, smtp).
-pub struct Sessions<S> {
+pub struct FramedProtocol<S> {
     name: &'static str,
-    options: StreamOptions,
+    options: TcpOptions,
     session: std::marker::PhantomData<fn() -> S>,
 }
 
-impl<S> fmt::Debug for Sessions<S> {
+impl<S> fmt::Debug for FramedProtocol<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sessions")
+        f.debug_struct("FramedProtocol")
             .field("name", &self.name)
             .field("options", &self.options)
             .finish()
     }
 }
 
-impl<S: Framing + Default + 'static> Sessions<S> {
-    /// Builds protocol `name` from its values (see [`StreamOptions::from_values`]).
+impl<S: Framing + Default + 'static> FramedProtocol<S> {
+    /// Builds protocol `name` from its values (see [`TcpOptions::from_values`]).
     pub fn build(
         name: &'static str,
         v: &Values,
-        force_keep_alive: bool,
-        reusable: bool,
+        keep_alive: KeepAlive,
+        reuse: BackendReuse,
     ) -> Result<Arc<dyn Protocol>, BadOption> {
-        let options = StreamOptions::from_values(name, v, force_keep_alive, reusable)?;
-        Ok(Arc::new(Sessions::<S> {
+        let options = TcpOptions::from_values(name, v, keep_alive, reuse)?;
+        Ok(Arc::new(FramedProtocol::<S> {
             name,
             options,
             session: std::marker::PhantomData,
@@ -91,11 +110,11 @@ impl<S: Framing + Default + 'static> Sessions<S> {
     }
 }
 
-impl<S: Framing + Default + 'static> Protocol for Sessions<S> {
+impl<S: Framing + Default + 'static> Protocol for FramedProtocol<S> {
     fn name(&self) -> &str {
         self.name
     }
-    fn stream_options(&self) -> &StreamOptions {
+    fn tcp_options(&self) -> &TcpOptions {
         &self.options
     }
     fn framing(&self, _backend: &HostPort) -> Option<Box<dyn Framing>> {
@@ -125,21 +144,21 @@ pub const TCP_OPTIONS: &[OptSpec] = &[
 
 /// A byte-stream protocol; `mysql` and `smtp` always keep the sockets alive.
 #[derive(Debug)]
-pub struct Stream {
+pub struct ByteStream {
     name: &'static str,
-    options: StreamOptions,
+    options: TcpOptions,
 }
 
-impl StreamOptions {
-    /// Reads the options every protocol has; `reusable`: the framing makes backend
-    /// connection reuse safe (http, redis, memcache), else `reuse_socket` is refused with a
-    /// warning.
+impl TcpOptions {
+    /// Reads the options every protocol has, for a protocol that uses its sockets as
+    /// `keep_alive` and `reuse` say.
     pub fn from_values(
         name: &str,
         v: &Values,
-        force_keep_alive: bool,
-        reusable: bool,
+        keep_alive: KeepAlive,
+        reuse: BackendReuse,
     ) -> Result<Self, BadOption> {
+        let reusable = reuse == BackendReuse::Safe;
         let buffer = if v.is_explicit("buffer") {
             let b = v.int("buffer");
             if !(1..=16 << 20).contains(&b) {
@@ -156,34 +175,33 @@ impl StreamOptions {
         if reuse_socket && !reusable {
             log::warn!("{name}: reuse_socket has no effect; backend connections of a stream protocol are never reused");
         }
-        Ok(StreamOptions {
+        Ok(TcpOptions {
             buffer,
-            keep_alive: force_keep_alive || v.bool("keep_alive"),
+            keep_alive: keep_alive == KeepAlive::Always || v.bool("keep_alive"),
             reuse_socket: reuse_socket && reusable,
         })
     }
 }
 
-impl Stream {
-    /// Builds the stream protocol `name` from its values; `force_keep_alive` for session
-    /// protocols that stay up for a whole session.
+impl ByteStream {
+    /// Builds the byte-stream protocol `name` from its values.
     pub fn from_values(
         name: &'static str,
         v: &Values,
-        force_keep_alive: bool,
+        keep_alive: KeepAlive,
     ) -> Result<Self, BadOption> {
-        Ok(Stream {
+        Ok(ByteStream {
             name,
-            options: StreamOptions::from_values(name, v, force_keep_alive, false)?,
+            options: TcpOptions::from_values(name, v, keep_alive, BackendReuse::Unsafe)?,
         })
     }
 }
 
-impl Protocol for Stream {
+impl Protocol for ByteStream {
     fn name(&self) -> &str {
         self.name
     }
-    fn stream_options(&self) -> &StreamOptions {
+    fn tcp_options(&self) -> &TcpOptions {
         &self.options
     }
 }

@@ -17,7 +17,7 @@ pub(crate) fn handle(
     permit: Permit,
 ) {
     let open = ctx.stats.open_connection();
-    let keep_alive = ctx.protocol.stream_options().keep_alive;
+    let keep_alive = ctx.protocol.tcp_options().keep_alive;
     crate::net::tune_accepted(&client, keep_alive);
     let backend_addr = ctx.hub.current().backend.clone();
     log::debug!("#{id} {peer} connected; backend {backend_addr}");

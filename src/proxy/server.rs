@@ -129,7 +129,7 @@ impl Proxy {
         socket2::SockRef::from(&listener)
             .set_read_timeout(accepted_read_timeout)
             .map_err(|e| Error::Start(format!("cannot set the listener's timeout: {e}")))?;
-        let bufsize = protocol.stream_options().buffer.unwrap_or(settings.bufsize);
+        let bufsize = protocol.tcp_options().buffer.unwrap_or(settings.bufsize);
         let pool = crate::proxy::backend_pool::BackendPool::new(
             settings.pool_max_size,
             settings.pool_timeout,

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use crate::net::HostPort;
 use crate::opts::{BadOption, OptSpec, Values};
 use crate::protocol::{
-    Body, ErrorReply, Framing, Name, Protocol, ProtocolSpec, Request, Response, StreamOptions,
-    TCP_OPTIONS,
+    BackendReuse, Body, ErrorReply, Framing, KeepAlive, Name, Protocol, ProtocolSpec, Request,
+    Response, TcpOptions, TCP_OPTIONS,
 };
 
 mod body;
@@ -90,7 +90,7 @@ pub fn spec() -> ProtocolSpec {
 /// The `http` protocol.
 #[derive(Debug)]
 pub struct Http {
-    options: StreamOptions,
+    options: TcpOptions,
     overwrite_host: bool,
 }
 
@@ -98,7 +98,7 @@ impl Http {
     /// Builds it from its option values.
     pub fn from_values(v: &Values) -> Result<Self, BadOption> {
         Ok(Http {
-            options: StreamOptions::from_values("http", v, false, true)?,
+            options: TcpOptions::from_values("http", v, KeepAlive::Optional, BackendReuse::Safe)?,
             overwrite_host: v.bool("overwrite_host_header"),
         })
     }
@@ -108,7 +108,7 @@ impl Protocol for Http {
     fn name(&self) -> &str {
         "http"
     }
-    fn stream_options(&self) -> &StreamOptions {
+    fn tcp_options(&self) -> &TcpOptions {
         &self.options
     }
     fn framing(&self, backend: &HostPort) -> Option<Box<dyn Framing>> {

@@ -531,7 +531,7 @@ fn the_protocol_declaration() {
     let mut values = Values::defaults(spec.options);
     let p = (spec.build)(&values).unwrap();
     assert_eq!(p.name(), "http");
-    assert!(!p.stream_options().reuse_socket);
+    assert!(!p.tcp_options().reuse_socket);
     let backend = HostPort::parse("127.0.0.1:9").unwrap();
     let mut f = p.framing(&backend).expect("framed");
     let mut head = Vec::new();
@@ -543,7 +543,7 @@ fn the_protocol_declaration() {
     values.set("reuse_socket", crate::opts::Value::Bool(true));
     let p = (spec.build)(&values).unwrap();
     assert!(
-        p.stream_options().reuse_socket,
+        p.tcp_options().reuse_socket,
         "http framing makes reuse safe"
     );
     let mut f = p.framing(&backend).unwrap();

@@ -54,7 +54,7 @@ use super::wire::{
     copy_exact, cut_short, decimal, fill_line, invalid, more_input, peek, read_exactly, show,
     signed_decimal, too_long, trim_eol, LineRead,
 };
-use super::Sessions;
+use super::{BackendReuse, FramedProtocol, KeepAlive};
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 
@@ -95,7 +95,14 @@ pub fn spec() -> ProtocolSpec {
         summary: "memcached text protocol: a call is one command (with its data block) and its \
                   reply; noreply, pipelining, meta commands",
         options: TCP_OPTIONS,
-        build: |v| Sessions::<MemcacheSession>::build("memcache", v, false, true),
+        build: |v| {
+            FramedProtocol::<MemcacheSession>::build(
+                "memcache",
+                v,
+                KeepAlive::Optional,
+                BackendReuse::Safe,
+            )
+        },
     }
 }
 

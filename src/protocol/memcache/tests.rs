@@ -659,7 +659,7 @@ fn spec_builds() {
     let spec = spec();
     let proto = (spec.build)(&Values::defaults(spec.options)).unwrap();
     assert_eq!(proto.name(), "memcache");
-    assert!(!proto.stream_options().keep_alive);
+    assert!(!proto.tcp_options().keep_alive);
     let backend = HostPort::parse("127.0.0.1:11211").unwrap();
     assert!(proto.framing(&backend).is_some());
 }

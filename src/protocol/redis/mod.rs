@@ -41,7 +41,7 @@ use super::wire::{
     copy_exact, cut_short, decimal, expect_line, invalid, peek, read_exactly, show, signed_decimal,
     trim_eol,
 };
-use super::Sessions;
+use super::{BackendReuse, FramedProtocol, KeepAlive};
 use std::io::{self, BufRead, Write};
 
 use crate::protocol::{
@@ -78,7 +78,14 @@ pub fn spec() -> ProtocolSpec {
         summary: "Redis RESP2/RESP3: a call is one command and its reply; pipelining, inline \
                   commands; SUBSCRIBE and MONITOR turn the connection into a tunnel",
         options: TCP_OPTIONS,
-        build: |v| Sessions::<RedisSession>::build("redis", v, false, true),
+        build: |v| {
+            FramedProtocol::<RedisSession>::build(
+                "redis",
+                v,
+                KeepAlive::Optional,
+                BackendReuse::Safe,
+            )
+        },
     }
 }
 

@@ -618,7 +618,7 @@ fn spec_builds_a_framed_protocol() {
     assert_eq!(spec.name, "redis");
     let p = (spec.build)(&Values::defaults(spec.options)).unwrap();
     assert_eq!(p.name(), "redis");
-    assert!(!p.stream_options().keep_alive);
+    assert!(!p.tcp_options().keep_alive);
     let backend = HostPort::parse("localhost:6379").unwrap();
     assert!(p.framing(&backend).is_some());
 }

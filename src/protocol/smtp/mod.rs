@@ -32,7 +32,7 @@
 //! sees its connection close mid-exchange and delivers nothing.
 
 use super::wire::{cut_short, decimal, expect_line, invalid, more_input, peek, show, trim_eol};
-use super::Sessions;
+use super::{BackendReuse, FramedProtocol, KeepAlive};
 use std::io::{self, BufRead, Read, Write};
 
 use crate::protocol::{
@@ -76,7 +76,9 @@ pub fn spec() -> ProtocolSpec {
         summary: "SMTP: the server speaks first; a call is one command (or message) and its \
                   reply; STARTTLS turns the connection into a tunnel; keep-alive always on",
         options: TCP_OPTIONS,
-        build: |v| Sessions::<SmtpSession>::build("smtp", v, true, false),
+        build: |v| {
+            FramedProtocol::<SmtpSession>::build("smtp", v, KeepAlive::Always, BackendReuse::Unsafe)
+        },
     }
 }
 

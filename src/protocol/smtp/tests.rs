@@ -331,8 +331,8 @@ fn spec_builds() {
     let spec = spec();
     let proto = (spec.build)(&Values::defaults(spec.options)).unwrap();
     assert_eq!(proto.name(), "smtp");
-    assert!(proto.stream_options().keep_alive);
-    assert!(!proto.stream_options().reuse_socket);
+    assert!(proto.tcp_options().keep_alive);
+    assert!(!proto.tcp_options().reuse_socket);
     let backend = HostPort::parse("127.0.0.1:25").unwrap();
     assert!(proto.framing(&backend).unwrap().server_speaks_first());
 }

@@ -76,7 +76,7 @@ impl Conn<'_> {
         if self.backend.is_some() && self.keep_backend()? {
             return Ok(());
         }
-        let opts = self.ctx.protocol.stream_options();
+        let opts = self.ctx.protocol.tcp_options();
         let pooled = opts
             .reuse_socket
             .then(|| self.ctx.pool.take(&self.backend_addr))
@@ -195,7 +195,7 @@ impl Conn<'_> {
 
     /// Returns a clean backend connection to the pool when reuse is on.
     pub(super) fn release_backend(&mut self) {
-        if !self.ctx.protocol.stream_options().reuse_socket {
+        if !self.ctx.protocol.tcp_options().reuse_socket {
             return;
         }
         if let Some(b) = self.backend.take() {

@@ -96,8 +96,9 @@ impl Write for Counted<'_> {
 enum End {
     /// Close the client (normally, or after a behavior).
     Close,
-    /// Keep the backend for reuse if it is clean, then close the client.
-    Done,
+    /// The client left between calls: keep the backend for reuse if it is clean, then close
+    /// the client.
+    KeepBackend,
     /// The client is parked (a hung client that half-closed): leave its socket open.
     Parked,
 }
@@ -181,7 +182,7 @@ pub(crate) fn serve(
         done => done,
     };
     match result {
-        Ok(End::Done) => conn.release_backend(),
+        Ok(End::KeepBackend) => conn.release_backend(),
         Ok(End::Close) => {}
         Ok(End::Parked) => {
             log::debug!("#{id} {peer} done");
@@ -231,7 +232,7 @@ impl Conn<'_> {
                 .read_request(&mut self.client_r, &mut self.head)
             {
                 Ok(Some(r)) => r,
-                Ok(None) => return Ok(End::Done),
+                Ok(None) => return Ok(End::KeepBackend),
                 Err(e) => return Err(self.client_unframed(e)),
             };
             let live = self.sub.live().clone();
