@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// Round trips of `rounds` small sequential echo exchanges on one connection.
-fn ping_pong_times(proxy: &Vaurien, rounds: usize) -> Vec<Duration> {
+fn ping_pong_times(proxy: &ProxyProcess, rounds: usize) -> Vec<Duration> {
     let mut client = proxy.connect();
     within(Duration::from_secs(60), "ping-pong exchanges", move || {
         (0..rounds)
@@ -44,7 +44,7 @@ fn seeded_delay_replays_the_same_delayed_exchanges() {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             thread::spawn(move || {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let proxy = Vaurien::start(&args);
+                let proxy = ProxyProcess::start(&args);
                 ping_pong_times(&proxy, ROUNDS)
             })
         })
@@ -98,7 +98,7 @@ fn big_response_time(extra: &[&str]) -> Duration {
     let mut args = vec!["--backend".to_string(), backend.arg()];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let proxy = Vaurien::start(&args);
+    let proxy = ProxyProcess::start(&args);
     let mut client = proxy.connect();
     let (took, response) = within(Duration::from_secs(30), "4 MiB response", move || {
         let t = Instant::now();
@@ -145,7 +145,7 @@ fn delay_after_delays_a_big_response_once_not_per_chunk() {
 fn delay_defaults_to_delaying_the_request() {
     // Without `before` given, the request is delayed: a server-first greeting is not.
     let backend = Backend::greeting(b"220 hello\r\n");
-    let proxy = Vaurien::start(&[
+    let proxy = ProxyProcess::start(&[
         "--behavior",
         "100:delay",
         "--behavior-delay-sleep",
@@ -177,7 +177,7 @@ fn delay_defaults_to_delaying_the_request() {
 #[test]
 fn error_garbles_responses_after_the_warmup() {
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&[
+    let proxy = ProxyProcess::start(&[
         "--behavior",
         "100:error",
         "--behavior-error-warmup",
@@ -213,7 +213,7 @@ fn error_garbles_responses_after_the_warmup() {
 #[test]
 fn error_inject_inserts_100_bytes_in_the_middle() {
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&[
+    let proxy = ProxyProcess::start(&[
         "--behavior",
         "100:error",
         "--behavior-error-inject",
@@ -236,7 +236,7 @@ fn hang_answers_nothing_keeps_the_client_and_frees_its_slot() {
     let (tx, backend_got) = mpsc::channel();
     let backend = Backend::recording(tx, Some(b"answer"));
     // One connection at a time: a second client is served only once the first is gone.
-    let mut proxy = Vaurien::start(&[
+    let mut proxy = ProxyProcess::start(&[
         "--behavior",
         "100:hang",
         "--max-connections",
@@ -292,7 +292,7 @@ fn hang_answers_nothing_keeps_the_client_and_frees_its_slot() {
 fn blackout_closes_the_client_and_sends_nothing_to_the_backend() {
     let (tx, backend_got) = mpsc::channel();
     let backend = Backend::recording(tx, Some(b"answer"));
-    let proxy = Vaurien::start(&["--behavior", "100:blackout", "--backend", &backend.arg()]);
+    let proxy = ProxyProcess::start(&["--behavior", "100:blackout", "--backend", &backend.arg()]);
     let mut client = proxy.connect();
     let outcome = within(Duration::from_secs(10), "blackout", move || {
         client.write_all(b"hello?").unwrap();
@@ -313,7 +313,7 @@ fn abort_forwards_the_request_then_closes_without_a_response() {
     let (tx, backend_got) = mpsc::channel();
     // The backend answers as soon as the request arrives; that answer must not get through.
     let backend = Backend::recording(tx, Some(b"answer"));
-    let proxy = Vaurien::start(&["--behavior", "100:abort", "--backend", &backend.arg()]);
+    let proxy = ProxyProcess::start(&["--behavior", "100:abort", "--backend", &backend.arg()]);
     for _ in 0..5 {
         let mut client = proxy.connect();
         let outcome = within(Duration::from_secs(10), "abort", move || {
@@ -336,7 +336,7 @@ fn data_held_by_a_delay_is_not_idle() {
     // The request waits 1.5 s in the proxy, past the 1 s idle timeout: the connection is
     // busy, not idle, and the answer arrives.
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&[
+    let proxy = ProxyProcess::start(&[
         "--timeout",
         "1",
         "--behavior",
@@ -363,7 +363,7 @@ fn data_held_by_a_delay_is_not_idle() {
 #[test]
 fn sigterm_with_delayed_data_in_flight_exits_within_one_second() {
     let echo = Backend::echo();
-    let mut proxy = Vaurien::start(&[
+    let mut proxy = ProxyProcess::start(&[
         "--log-level",
         "debug",
         "--behavior",
@@ -412,8 +412,8 @@ fn set_mix(http: std::net::SocketAddr, mix: &str) {
 }
 
 /// A proxy with the control API whose mix is `100:delay` of 1 s, and the API's address.
-fn delaying_proxy_with_api(backend: &Backend) -> (Vaurien, std::net::SocketAddr) {
-    let proxy = Vaurien::start(&[
+fn delaying_proxy_with_api(backend: &Backend) -> (ProxyProcess, std::net::SocketAddr) {
+    let proxy = ProxyProcess::start(&[
         "--log-level",
         "debug",
         "--http",
@@ -433,7 +433,7 @@ fn delaying_proxy_with_api(backend: &Backend) -> (Vaurien, std::net::SocketAddr)
 }
 
 /// Sends "first|" through `proxy` and waits until it sits in the delay line.
-fn first_chunk_delayed(proxy: &Vaurien) -> std::net::TcpStream {
+fn first_chunk_delayed(proxy: &ProxyProcess) -> std::net::TcpStream {
     let mut client = proxy.connect();
     client.write_all(b"first|").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

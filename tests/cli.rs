@@ -125,7 +125,7 @@ fn the_command_line_wins_over_the_file() {
             backend.arg()
         ),
     );
-    let v = Vaurien::start(&["--config", &f, "--behavior", "dummy"]);
+    let v = ProxyProcess::start(&["--config", &f, "--behavior", "dummy"]);
     let mut c = v.connect();
     std::io::Write::write_all(&mut c, b"hi").unwrap();
     let mut buf = [0u8; 2];

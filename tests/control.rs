@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// Starts vaurien with the control API on a free port; returns it and the API address.
-fn with_api(extra: &[&str]) -> (Vaurien, SocketAddr) {
+fn with_api(extra: &[&str]) -> (ProxyProcess, SocketAddr) {
     let mut args = vec!["--http", "--http-host", "127.0.0.1", "--http-port", "0"];
     args.extend_from_slice(extra);
-    let v = Vaurien::start(&args);
+    let v = ProxyProcess::start(&args);
     let http = v.http_addr();
     (v, http)
 }

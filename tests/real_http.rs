@@ -170,7 +170,7 @@ fn curl(args: &[&str]) -> Ran {
 }
 
 /// `vaurien --protocol http --backend BACKEND EXTRA...`.
-fn http_proxy(backend: &str, extra: &[&str]) -> Vaurien {
+fn http_proxy(backend: &str, extra: &[&str]) -> ProxyProcess {
     protocol_proxy("http", backend, extra)
 }
 
@@ -911,7 +911,7 @@ fn reuse_socket_hands_the_backend_connection_to_the_next_client() {
 #[ignore = "needs nginx and curl: make test-real"]
 fn delay_and_failing_behaviors_as_curl_sees_them() {
     let server = nginx();
-    let url = |p: &Vaurien| format!("http://127.0.0.1:{}/s/[1-5].txt", p.addr.port());
+    let url = |p: &ProxyProcess| format!("http://127.0.0.1:{}/s/[1-5].txt", p.addr.port());
     // delay: every call of a keep-alive series is late, the answers are right.
     let proxy = http_proxy(
         &server.backend(),

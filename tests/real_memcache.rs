@@ -71,7 +71,7 @@ fn answers_version(port: u16) -> bool {
         && line.starts_with("VERSION ")
 }
 
-fn proxy(backend: &str, extra: &[&str]) -> Vaurien {
+fn proxy(backend: &str, extra: &[&str]) -> ProxyProcess {
     protocol_proxy("memcache", backend, extra)
 }
 

@@ -182,7 +182,7 @@ fn direct(sql: &str) -> Ran {
     mariadb(server().process.port, 5, sql, Duration::from_secs(60))
 }
 
-fn mysql_proxy(behavior: &str, extra: &[&str]) -> Vaurien {
+fn mysql_proxy(behavior: &str, extra: &[&str]) -> ProxyProcess {
     let args = [&["--behavior", behavior][..], extra].concat();
     protocol_proxy("mysql", &server().backend(), &args)
 }

@@ -102,7 +102,7 @@ impl RedisServer {
 }
 
 /// `vaurien --protocol redis --backend SERVER --behavior MIX EXTRA...`.
-fn redis_proxy(server: &RedisServer, mix: &str, extra: &[&str]) -> Vaurien {
+fn redis_proxy(server: &RedisServer, mix: &str, extra: &[&str]) -> ProxyProcess {
     let args = [&["--behavior", mix][..], extra].concat();
     protocol_proxy("redis", &server.addr(), &args)
 }

@@ -166,7 +166,7 @@ impl SmtpServer {
 }
 
 /// Runs the smtplib client in `mode` against `proxy`; returns its JSON output.
-fn client(proxy: &Vaurien, mode: &str) -> String {
+fn client(proxy: &ProxyProcess, mode: &str) -> String {
     let args = [
         proxy.addr.ip().to_string(),
         proxy.addr.port().to_string(),
@@ -197,13 +197,13 @@ fn envelope(message: &str) -> String {
     message.splitn(3, ' ').take(2).collect::<Vec<_>>().join(" ")
 }
 
-fn smtp_proxy(backend: &str, extra: &[&str]) -> Vaurien {
+fn smtp_proxy(backend: &str, extra: &[&str]) -> ProxyProcess {
     protocol_proxy("smtp", backend, extra)
 }
 
 /// Runs the client in `mode` through a proxy whose calls pass, but for one after the first
 /// `warmup` (transient, agitate 1); returns the server, the proxy and the client's output.
-fn transient_session(warmup: &str, mode: &str) -> (SmtpServer, Vaurien, String) {
+fn transient_session(warmup: &str, mode: &str) -> (SmtpServer, ProxyProcess, String) {
     let server = SmtpServer::start();
     let proxy = smtp_proxy(
         &server.addr(),

@@ -33,7 +33,7 @@ fn wait_open_connections(http: SocketAddr, n: u64, what: &str) {
 }
 
 /// A proxy in front of `backend` with its control API on a free port, and `extra` options.
-fn with_api(backend: &Backend, extra: &[&str]) -> Vaurien {
+fn with_api(backend: &Backend, extra: &[&str]) -> ProxyProcess {
     let backend = backend.arg();
     let mut args = vec![
         "--backend",
@@ -45,7 +45,7 @@ fn with_api(backend: &Backend, extra: &[&str]) -> Vaurien {
         "0",
     ];
     args.extend_from_slice(extra);
-    Vaurien::start(&args)
+    ProxyProcess::start(&args)
 }
 
 fn set_behavior(http: SocketAddr, body: &str) {
@@ -245,7 +245,7 @@ fn a_slow_answer_and_gaps_in_a_streamed_body_are_not_cut_by_the_idle_timeout() {
         thread::sleep(Duration::from_millis(1500));
         let _ = s.write_all(b"4\r\nlast\r\n0\r\n\r\n");
     });
-    let proxy = Vaurien::start(&[
+    let proxy = ProxyProcess::start(&[
         "--protocol",
         "http",
         "--timeout",
@@ -281,7 +281,7 @@ fn a_call_waiting_for_its_answer_notices_the_client_leaving() {
         let ended = matches!(s.read(&mut byte), Ok(0) | Err(_));
         let _ = ended_tx.lock().unwrap().send((ended, t.elapsed()));
     });
-    let proxy = Vaurien::start(&["--protocol", "http", "--backend", &backend.arg()]);
+    let proxy = ProxyProcess::start(&["--protocol", "http", "--backend", &backend.arg()]);
     let mut client = proxy.connect();
     client
         .write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -367,7 +367,7 @@ fn stalled_and_idle_api_clients_freeze_nothing_and_sigterm_still_exits() {
 #[test]
 fn after_running_out_of_descriptors_the_proxy_and_the_api_serve_again() {
     let echo = Backend::echo();
-    let mut proxy = Vaurien::start_with(
+    let mut proxy = ProxyProcess::start_with(
         &[
             "--backend",
             &echo.arg(),

@@ -21,7 +21,7 @@ fn tcp_carries_256_mib_each_way_byte_identical() {
     const TOTAL: usize = 256 << 20;
     const CHUNK: usize = 256 * 1024;
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&[
+    let proxy = ProxyProcess::start(&[
         "--protocol",
         "tcp",
         "--behavior",
@@ -81,7 +81,7 @@ fn half_close_still_delivers_the_whole_response() {
         }
         let _ = s.write_all(&random_bytes(11, RESPONSE));
     });
-    let proxy = Vaurien::start(&["--protocol", "tcp", "--backend", &backend.arg()]);
+    let proxy = ProxyProcess::start(&["--protocol", "tcp", "--backend", &backend.arg()]);
     let mut client = proxy.connect();
     let response = within(
         Duration::from_secs(20),
@@ -103,7 +103,7 @@ fn half_close_still_delivers_the_whole_response() {
 fn server_first_protocols_deliver_the_greeting() {
     let backend = Backend::greeting(b"220 hello\r\n");
     for protocol in ["mysql", "tcp"] {
-        let proxy = Vaurien::start(&["--protocol", protocol, "--backend", &backend.arg()]);
+        let proxy = ProxyProcess::start(&["--protocol", protocol, "--backend", &backend.arg()]);
         let mut client = proxy.connect();
         let greeting = within(Duration::from_secs(10), "greeting", move || {
             let greeting = read_exactly(&mut client, 11).expect("read the greeting");
@@ -119,7 +119,7 @@ fn server_first_protocols_deliver_the_greeting() {
 #[test]
 fn dead_backend_closes_the_client_and_the_proxy_goes_on() {
     let dead = dead_address();
-    let mut proxy = Vaurien::start(&["--backend", &dead]);
+    let mut proxy = ProxyProcess::start(&["--backend", &dead]);
     for attempt in 0..2 {
         let mut client = proxy.connect();
         let (outcome, took) = within(Duration::from_secs(10), "client closed", move || {
@@ -150,7 +150,7 @@ fn dead_backend_closes_the_client_and_the_proxy_goes_on() {
 #[test]
 fn sigterm_with_an_open_connection_exits_zero_within_one_second() {
     let echo = Backend::echo();
-    let mut proxy = Vaurien::start(&["--backend", &echo.arg()]);
+    let mut proxy = ProxyProcess::start(&["--backend", &echo.arg()]);
     let mut client = proxy.connect();
     let mut client = within(Duration::from_secs(10), "echo", move || {
         assert_eq!(exchange(&mut client, b"ping"), b"ping");
@@ -176,7 +176,7 @@ fn sigterm_with_an_open_connection_exits_zero_within_one_second() {
 #[test]
 fn idle_connection_is_closed_after_the_timeout() {
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&["--timeout", "1", "--backend", &echo.arg()]);
+    let proxy = ProxyProcess::start(&["--timeout", "1", "--backend", &echo.arg()]);
     let mut client = proxy.connect();
     let (outcome, took) = within(Duration::from_secs(10), "idle close", move || {
         let t = Instant::now();
@@ -192,7 +192,7 @@ fn idle_connection_is_closed_after_the_timeout() {
 #[test]
 fn traffic_keeps_a_connection_past_the_idle_timeout() {
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&["--timeout", "1", "--backend", &echo.arg()]);
+    let proxy = ProxyProcess::start(&["--timeout", "1", "--backend", &echo.arg()]);
     let mut client = proxy.connect();
     within(Duration::from_secs(10), "exchanges", move || {
         // One exchange every 0.3 s for 2.4 s: never idle for 1 s.
@@ -207,7 +207,7 @@ fn traffic_keeps_a_connection_past_the_idle_timeout() {
 #[test]
 fn stay_connected_never_closes_an_idle_connection() {
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&[
+    let proxy = ProxyProcess::start(&[
         "--timeout",
         "1",
         "--stay-connected",
@@ -235,7 +235,7 @@ fn stay_connected_never_closes_an_idle_connection() {
 #[test]
 fn max_connections_makes_the_next_client_wait() {
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&["--max-connections", "2", "--backend", &echo.arg()]);
+    let proxy = ProxyProcess::start(&["--max-connections", "2", "--backend", &echo.arg()]);
     let mut first = proxy.connect();
     let mut second = proxy.connect();
     let (first, second) = within(Duration::from_secs(10), "two clients served", move || {
@@ -281,7 +281,7 @@ fn clients_held_open_never_stop_the_next_one_being_accepted() {
     // The thread that accepts a connection serves it and puts another in its place: a
     // dozen clients held open, more than ever wait in accept(), leave the proxy accepting.
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&["--backend", &echo.arg()]);
+    let proxy = ProxyProcess::start(&["--backend", &echo.arg()]);
     let addr = proxy.addr;
     within(Duration::from_secs(20), "13 clients at once", move || {
         let mut held = Vec::new();
@@ -305,7 +305,7 @@ fn clients_held_open_never_stop_the_next_one_being_accepted() {
 #[test]
 fn out_of_file_descriptors_the_accept_loop_waits_and_goes_on() {
     let echo = Backend::echo();
-    let proxy = Vaurien::start_with(&["--backend", &echo.arg()], Some(40));
+    let proxy = ProxyProcess::start_with(&["--backend", &echo.arg()], Some(40));
     // Each proxied connection takes two descriptors: 40 clients exhaust 40.
     let held: Vec<_> = (0..40).map(|_| proxy.connect()).collect();
     let log = within(Duration::from_secs(20), "an accept warning", {
@@ -342,7 +342,7 @@ fn out_of_file_descriptors_the_accept_loop_waits_and_goes_on() {
 #[test]
 fn listens_and_forwards_over_ipv6() {
     let echo = Backend::echo();
-    let proxy = Vaurien::start(&["--proxy", "[::1]:0", "--backend", &echo.arg()]);
+    let proxy = ProxyProcess::start(&["--proxy", "[::1]:0", "--backend", &echo.arg()]);
     assert!(proxy.addr.is_ipv6(), "{}", proxy.ready_line);
     let mut c = proxy.connect();
     assert_eq!(exchange(&mut c, b"over v6"), b"over v6");
