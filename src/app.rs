@@ -1,12 +1,14 @@
 //! The stock command line run: parse, log, signals, the pid file, the ready line, the
 //! start-up log, until SIGINT or SIGTERM.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use crate::config::{self, cli};
 use crate::error::Error;
 use crate::instance::Vaurien;
 use crate::logging;
+use crate::opts::Values;
 use crate::registry::Registry;
 
 /// Runs the `vaurien` command line `args` (without the program name) with `registry`, until
@@ -106,24 +108,20 @@ fn log_settings(config: &config::Config, proxy: &Vaurien) {
         s.max_connections,
         s.stay_connected
     );
-    for (name, values) in config.behavior_options() {
+    log_explicit("behavior", config.behavior_options());
+    log_explicit("protocol", config.protocol_options());
+}
+
+/// Logs the options that were set (not left at their defaults) of each `kind` named.
+fn log_explicit(kind: &str, options: &BTreeMap<String, Values>) {
+    for (name, values) in options {
         let set: Vec<String> = values
             .iter()
             .filter(|(k, _)| values.is_explicit(k))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if !set.is_empty() {
-            log::info!("behavior {name}: {}", set.join(", "));
-        }
-    }
-    for (name, values) in config.protocol_options() {
-        let set: Vec<String> = values
-            .iter()
-            .filter(|(k, _)| values.is_explicit(k))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        if !set.is_empty() {
-            log::info!("protocol {name}: {}", set.join(", "));
+            log::info!("{kind} {name}: {}", set.join(", "));
         }
     }
 }
