@@ -79,8 +79,11 @@ fn bad_command_lines_exit_2_with_one_line() {
     );
 }
 
+/// Writes an INI file for a test; the files of a run share a directory, removed by the next.
 fn ini(name: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("vaurien-cli-{}-{name}.ini", std::process::id()));
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| fresh_dir("vaurien-cli").expect("temp dir"));
+    let path = dir.join(format!("{name}.ini"));
     std::fs::write(&path, text).unwrap();
     path.to_string_lossy().into_owned()
 }

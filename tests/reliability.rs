@@ -198,6 +198,7 @@ fn durations_too_long_for_the_clock_are_refused_everywhere() {
     )
     .unwrap();
     let out = run_vaurien(&["--config", ini.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
     assert_ne!(out.status.code(), Some(0), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -41,7 +41,7 @@ use crate::behavior::Direction;
 use crate::proxy::context::Context;
 use crate::proxy::guards::{Closable, ConnectionGuards};
 
-use pump::Pump;
+use pump::{Draws, Pump};
 
 /// The two sockets of a stream connection and what both pumps share.
 pub(crate) struct Link {
@@ -162,8 +162,9 @@ impl Closable for Link {
 pub(crate) fn serve(link: Arc<Link>, ctx: &Arc<Context>) {
     let other = link.clone();
     let other_ctx = ctx.clone();
+    let draws = Draws::new(&link, Direction::ToClient, ctx);
     if let Err(e) = ctx.workers.execute(Box::new(move || {
-        Pump::new(&other, Direction::ToClient, &other_ctx).run()
+        Pump::new(&other, Direction::ToClient, &other_ctx, draws).run()
     })) {
         log::error!(
             "#{} cannot start a worker thread: {e}; closing {}",
@@ -173,7 +174,8 @@ pub(crate) fn serve(link: Arc<Link>, ctx: &Arc<Context>) {
         link.close_all();
         return;
     }
-    Pump::new(&link, Direction::ToBackend, ctx).run();
+    let draws = Draws::new(&link, Direction::ToBackend, ctx);
+    Pump::new(&link, Direction::ToBackend, ctx, draws).run();
 }
 
 /// How a behavior ends a link.
