@@ -296,7 +296,11 @@ mod tests {
         assert!(
             matches!(&err, MixError::UnknownBehavior(n, known) if n == "nope" && known.contains(&"delay".to_string()))
         );
-        assert!(err.to_string().contains("abort, blackout, delay"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("abort, bandwidth, blackout, delay"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -155,6 +155,13 @@ impl OptSpec {
         self.name.replace('_', "-")
     }
 
+    /// The flag (without its dashes) of this option of behavior or protocol `owner`:
+    /// `behavior-limit-data-bytes` for `limit_data`'s `bytes` (`kind` is `behavior` or
+    /// `protocol`); underscores become dashes, as in the option's own name.
+    pub fn owned_flag(&self, kind: &str, owner: &str) -> String {
+        format!("{kind}-{}-{}", owner.replace('_', "-"), self.flag_name())
+    }
+
     /// The help line followed by the default and unit, as `--help` and the man page show it.
     pub fn help_with_default(&self) -> String {
         let default = match (self.default, self.kind) {

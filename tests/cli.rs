@@ -52,7 +52,7 @@ fn bad_command_lines_exit_2_with_one_line() {
     refused(
         &["--behavior", "20:nope"],
         2,
-        "the 'nope' behavior does not exist (known: abort, blackout, delay",
+        "the 'nope' behavior does not exist (known: abort, bandwidth, blackout, delay",
     );
     refused(&["--behavior", "x:delay"], 2, "weight 'x'");
     refused(

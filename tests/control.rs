@@ -55,7 +55,7 @@ fn vaurienctl_switches_behaviors_like_the_original() {
     assert_eq!(ctl(http, &["wait", "--timeout", "5"]).0, 0);
     assert_eq!(
         ctl(http, &["list-behaviors"]).1,
-        "abort, blackout, delay, dummy, error, hang, transient"
+        "abort, bandwidth, blackout, delay, dummy, error, hang, latency, limit_data, reset_peer, slicer, slow_close, timeout, transient"
     );
     assert_eq!(ctl(http, &["get-behavior"]).1, "dummy");
     assert_eq!(
@@ -78,7 +78,7 @@ fn vaurienctl_switches_behaviors_like_the_original() {
     );
     let (code, out, _) = ctl(http, &["set-behavior", "nope"]);
     assert_eq!(code, 1);
-    assert_eq!(out, "The request failed. Please use one of abort, blackout, delay, dummy, error, hang, transient");
+    assert_eq!(out, "The request failed. Please use one of abort, bandwidth, blackout, delay, dummy, error, hang, latency, limit_data, reset_peer, slicer, slow_close, timeout, transient");
     assert_eq!(
         ctl(
             http,

@@ -394,3 +394,68 @@ fn a_backend_that_closed_an_idle_connection_is_replaced() {
         },
     );
 }
+
+#[test]
+fn faults_act_on_a_calls_response_and_request() {
+    let (backend, _) = line_backend();
+    // limit_data: the stream's first 12 bytes ("echo first\n" and one more), then the end.
+    let proxy = start(
+        &backend,
+        &[
+            "--behavior",
+            "limit_data",
+            "--behavior-limit-data-bytes",
+            "12",
+        ],
+    );
+    within(Duration::from_secs(20), "limit_data", move || {
+        let (mut w, mut r) = connect(proxy.proxy_addr());
+        w.write_all(b"first\n").unwrap();
+        assert_eq!(line(&mut r), "echo first\n");
+        w.write_all(b"second\n").unwrap();
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).expect("the end, not an error");
+        assert_eq!(rest, b"e", "cut at 12 bytes of responses");
+    });
+    // bandwidth at 1 KB/s: a 1000-byte response takes about 0.9 s (its first tenth goes at
+    // once).
+    let proxy = start(
+        &backend,
+        &["--behavior", "bandwidth", "--behavior-bandwidth-rate", "1"],
+    );
+    let took = within(Duration::from_secs(20), "bandwidth", move || {
+        let (mut w, mut r) = connect(proxy.proxy_addr());
+        r.get_mut()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let long = "x".repeat(994);
+        let t = Instant::now();
+        w.write_all(format!("{long}\n").as_bytes()).unwrap();
+        assert_eq!(line(&mut r).len(), 1000);
+        t.elapsed()
+    });
+    crate::support::assert_delta(
+        took,
+        Duration::from_millis(900),
+        Duration::from_millis(400),
+        "1000 bytes at 1 KB/s",
+    );
+    // reset_peer on the request: the client is reset, the backend never sees the call.
+    let proxy = start(
+        &backend,
+        &[
+            "--behavior",
+            "reset_peer",
+            "--behavior-reset-peer-timeout",
+            "100",
+            "--behavior-reset-peer-stream",
+            "upstream",
+        ],
+    );
+    within(Duration::from_secs(20), "reset_peer", move || {
+        let (mut w, mut r) = connect(proxy.proxy_addr());
+        w.write_all(b"x\n").unwrap();
+        let err = r.read(&mut [0u8; 16]).expect_err("a reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    });
+}

@@ -936,3 +936,34 @@ fn delay_and_failing_behaviors_as_curl_sees_them() {
     assert_eq!(run.out.status.code(), Some(28), "hang: {:?}", run.out);
     assert_proxy_survived(&mut proxy, "hang");
 }
+
+#[test]
+#[ignore = "needs nginx and curl: make test-real"]
+fn limit_data_cuts_a_body_and_curl_reports_the_data_outstanding() {
+    let server = nginx();
+    let proxy = http_proxy(
+        &server.backend(),
+        &[
+            "--behavior",
+            "limit_data",
+            "--behavior-limit-data-bytes",
+            "1000",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}/big.bin", proxy.addr.port());
+    let out = scratch("cut.bin");
+    let run = curl(&["-o", out.to_str().unwrap(), "-w", "%{size_download}", &url]);
+    let _ = std::fs::remove_file(&out);
+    // curl's "Transfer closed with N bytes remaining to read" is its exit status 18.
+    assert_eq!(run.out.status.code(), Some(18), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("remaining to read"),
+        "{}",
+        run.stderr()
+    );
+    let got: usize = run.stdout().trim().parse().expect("curl's size_download");
+    assert!(
+        got < 1000,
+        "the head and part of the body: {got} bytes of body"
+    );
+}

@@ -939,3 +939,49 @@ fn a_long_pipeline_is_answered_in_order_batched_or_call_by_call() {
     let out = redis_cli(server.port(), &["GET", "mixed"], "");
     assert_eq!(text(&out.stdout).trim(), forwarded.to_string());
 }
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn slicer_fragments_a_reply_that_arrives_whole() {
+    let server = RedisServer::start();
+    let value = "v".repeat(200);
+    direct_command(&server, &["SET", "sliced", &value]);
+    let proxy = redis_proxy(
+        &server,
+        "slicer",
+        &[
+            "--behavior-slicer-average-size",
+            "10",
+            "--behavior-slicer-delay",
+            "2000",
+        ],
+    );
+    let addr = proxy.addr;
+    let want = format!("$200\r\n{value}\r\n").into_bytes();
+    let reads = within(Duration::from_secs(30), "a sliced GET", move || {
+        let mut s = connect(addr);
+        s.write_all(&command(&["GET", "sliced"])).unwrap();
+        let mut got = Vec::new();
+        let mut reads = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < want.len() {
+            let n = s.read(&mut buf).expect("the reply");
+            assert!(n > 0, "the reply ended after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            reads.push(n);
+        }
+        assert_eq!(text(&got), text(&want));
+        // The connection goes on: the next call is answered too.
+        s.write_all(&command(&["PING"])).unwrap();
+        let mut pong = Vec::new();
+        while pong.len() < 7 {
+            let n = s.read(&mut buf).expect("PONG");
+            assert!(n > 0);
+            pong.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(pong, b"+PONG\r\n");
+        reads
+    });
+    assert!(reads.len() >= 15, "{} reads: {reads:?}", reads.len());
+    assert!(reads.iter().all(|&n| n <= 10), "{reads:?}");
+}

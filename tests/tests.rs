@@ -13,6 +13,10 @@ mod stream;
 /// Behaviors on a stream as a client sees them: delay, error, hang, blackout, abort, seeds.
 mod behaviors;
 
+/// The Toxiproxy faults on a stream: latency, bandwidth, slicer, limit_data, reset_peer,
+/// slow_close, timeout; their bad values.
+mod faults;
+
 /// Against a real MariaDB server and `mariadb` client (ignored: `make test-real`).
 mod real_mysql;
 

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use super::{Behavior, Call, Direction, Verdict};
+use super::{Behavior, Call, Stream, Verdict};
 use crate::opts::{BadOption, Values, MAX_SECONDS};
 
-/// Adds `sleep` (± `jitter`) seconds of latency to the request (`before`) or the response.
+/// Adds `sleep` (± `jitter`) seconds of latency to the data of its streams: the request
+/// (`before`, the default) or the response, or both. `latency` is the same in milliseconds.
 ///
 /// The delay is latency, not a throughput cap: the protocol writes data read at time t at
 /// t + sleep, so a burst of chunks is delayed once.
@@ -13,20 +14,26 @@ use crate::opts::{BadOption, Values, MAX_SECONDS};
 pub struct Delay {
     /// Latency added to a call, in seconds.
     pub sleep: f64,
-    /// Delay the request (true) or the response (false).
-    pub before: bool,
     /// Uniform random variation of the latency, in seconds.
     pub jitter: f64,
+    /// The streams it delays.
+    pub stream: Stream,
 }
 
 impl Delay {
-    /// Builds it from its option values; negative durations, and durations past
-    /// [`MAX_SECONDS`] (a deadline that far would overflow the clock), are refused.
+    /// Builds `delay` from its option values (seconds; `stream`, else `before`, says which
+    /// way); negative durations, and durations past [`MAX_SECONDS`] (a deadline that far
+    /// would overflow the clock), are refused.
     pub fn from_values(v: &Values) -> Result<Self, BadOption> {
+        let by_before = if v.bool("before") {
+            Stream::Upstream
+        } else {
+            Stream::Downstream
+        };
         let d = Delay {
             sleep: v.float("sleep"),
-            before: v.bool("before"),
             jitter: v.float("jitter"),
+            stream: Stream::from_values(v, by_before)?,
         };
         for (name, secs) in [("sleep", d.sleep), ("jitter", d.jitter)] {
             if secs < 0.0 {
@@ -45,6 +52,16 @@ impl Delay {
         Ok(d)
     }
 
+    /// Builds `latency` from its option values: `latency` and `jitter` in milliseconds, on
+    /// the downstream unless `stream` says otherwise.
+    pub fn from_latency_values(v: &Values) -> Result<Self, BadOption> {
+        Ok(Delay {
+            sleep: super::faults::duration(v, "latency", 1000)?.as_secs_f64(),
+            jitter: super::faults::duration(v, "jitter", 1000)?.as_secs_f64(),
+            stream: Stream::from_values(v, Stream::Downstream)?,
+        })
+    }
+
     /// The latency of one call: `sleep` plus a uniform draw in [-jitter, +jitter], never below 0.
     pub fn latency(&self, rng: &mut fastrand::Rng) -> Duration {
         let mut secs = self.sleep;
@@ -54,8 +71,8 @@ impl Delay {
         Duration::from_secs_f64(secs.max(0.0))
     }
 
-    fn apply(&self, call: &mut Call<'_>, wanted: Direction) -> Verdict {
-        if call.direction == wanted {
+    fn apply(&self, call: &mut Call<'_>) -> Verdict {
+        if self.stream.covers(call.direction) {
             call.delay += self.latency(call.rng);
         }
         Verdict::Forward
@@ -64,35 +81,22 @@ impl Delay {
 
 impl Behavior for Delay {
     fn before(&self, call: &mut Call<'_>) -> Verdict {
-        if self.before {
-            self.apply(call, Direction::ToBackend)
-        } else {
-            Verdict::Forward
-        }
+        self.apply(call)
     }
     fn after(&self, call: &mut Call<'_>) -> Verdict {
-        if self.before {
-            Verdict::Forward
-        } else {
-            self.apply(call, Direction::ToClient)
-        }
+        self.apply(call)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::Direction;
     use super::*;
 
     fn call_delay(d: &Delay, dir: Direction, seed: u64) -> Duration {
         let mut data = b"x".to_vec();
         let mut rng = fastrand::Rng::with_seed(seed);
-        let mut call = Call {
-            direction: dir,
-            data: &mut data,
-            rng: &mut rng,
-            framed: false,
-            delay: Duration::ZERO,
-        };
+        let mut call = Call::new(dir, &mut data, &mut rng, false);
         let verdict = match dir {
             Direction::ToBackend => d.before(&mut call),
             Direction::ToClient => d.after(&mut call),
@@ -105,15 +109,18 @@ mod tests {
     fn before_delays_requests_only() {
         let d = Delay {
             sleep: 0.5,
-            before: true,
             jitter: 0.0,
+            stream: Stream::Upstream,
         };
         assert_eq!(
             call_delay(&d, Direction::ToBackend, 1),
             Duration::from_millis(500)
         );
         assert_eq!(call_delay(&d, Direction::ToClient, 1), Duration::ZERO);
-        let d = Delay { before: false, ..d };
+        let d = Delay {
+            stream: Stream::Downstream,
+            ..d
+        };
         assert_eq!(call_delay(&d, Direction::ToBackend, 1), Duration::ZERO);
         assert_eq!(
             call_delay(&d, Direction::ToClient, 1),
@@ -125,8 +132,8 @@ mod tests {
     fn jitter_stays_in_bounds_and_follows_the_seed() {
         let d = Delay {
             sleep: 0.1,
-            before: true,
             jitter: 0.05,
+            stream: Stream::Upstream,
         };
         for seed in 0..200 {
             let l = call_delay(&d, Direction::ToBackend, seed).as_secs_f64();
@@ -135,10 +142,29 @@ mod tests {
         }
         let big = Delay {
             sleep: 0.01,
-            before: true,
             jitter: 1.0,
+            stream: Stream::Upstream,
         };
         assert!((0..100).all(|s| call_delay(&big, Direction::ToBackend, s) >= Duration::ZERO));
+    }
+
+    #[test]
+    fn stream_overrides_before_and_latency_is_milliseconds_downstream() {
+        let mut v = Values::defaults(super::super::DELAY_OPTIONS);
+        v.set("stream", crate::opts::Value::Str("both".into()));
+        let d = Delay::from_values(&v).unwrap();
+        assert_eq!(d.stream, Stream::Both, "before (true) is overridden");
+        for dir in [Direction::ToBackend, Direction::ToClient] {
+            assert_eq!(call_delay(&d, dir, 1), Duration::from_secs(1));
+        }
+        let mut v = Values::defaults(super::super::LATENCY_OPTIONS);
+        v.set("latency", crate::opts::Value::Int(300));
+        let l = Delay::from_latency_values(&v).unwrap();
+        assert_eq!(
+            call_delay(&l, Direction::ToClient, 1),
+            Duration::from_millis(300)
+        );
+        assert_eq!(call_delay(&l, Direction::ToBackend, 1), Duration::ZERO);
     }
 
     #[test]
@@ -158,8 +184,8 @@ mod tests {
         }
         let longest = Delay {
             sleep: MAX_SECONDS,
-            before: true,
             jitter: MAX_SECONDS,
+            stream: Stream::Upstream,
         };
         for seed in 0..100 {
             let latency = call_delay(&longest, Direction::ToBackend, seed);

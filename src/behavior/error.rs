@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Behavior, Call, Direction, Verdict};
+use super::{Behavior, Call, Stream, Verdict};
 use crate::opts::{BadOption, Values};
 
 /// Bytes sent instead of a response on stream protocols.
@@ -15,6 +15,8 @@ const INJECTED_LEN: usize = 100;
 struct Failing {
     inject: bool,
     warmup: u64,
+    /// Stream protocols: the streams whose chunks are garbled.
+    stream: Stream,
     /// How many calls fail after the warmup; `None`: all of them.
     window: Option<u64>,
     calls: AtomicU64,
@@ -27,6 +29,7 @@ impl Failing {
         Ok(Failing {
             inject: v.bool("inject"),
             warmup,
+            stream: Stream::from_values(v, Stream::Downstream)?,
             window,
             calls: AtomicU64::new(0),
         })
@@ -40,16 +43,26 @@ impl Failing {
 
     /// Framed protocols: the request fails before it reaches the backend.
     fn before(&self, call: &mut Call<'_>) -> Verdict {
-        if call.framed && self.next_fails() {
-            Verdict::Fail
-        } else {
-            Verdict::Forward
+        if call.framed {
+            return if self.next_fails() {
+                Verdict::Fail
+            } else {
+                Verdict::Forward
+            };
         }
+        self.garble_chunk(call)
     }
 
-    /// Stream protocols: a chunk toward the client is a call; its bytes are garbled.
+    /// Stream protocols: a chunk in the behavior's streams is a call; its bytes are garbled.
     fn after(&self, call: &mut Call<'_>) -> Verdict {
-        if !call.framed && call.direction == Direction::ToClient && self.next_fails() {
+        if !call.framed {
+            return self.garble_chunk(call);
+        }
+        Verdict::Forward
+    }
+
+    fn garble_chunk(&self, call: &mut Call<'_>) -> Verdict {
+        if self.stream.covers(call.direction) && self.next_fails() {
             garble(call.data, self.inject, call.rng);
         }
         Verdict::Forward
@@ -114,9 +127,9 @@ impl Behavior for Transient {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Direction;
     use super::*;
     use crate::opts::Value;
-    use std::time::Duration;
 
     fn values(pairs: &[(&str, Value)]) -> Values {
         let mut v = Values::defaults(super::super::TRANSIENT_OPTIONS);
@@ -131,13 +144,7 @@ mod tests {
         (0..n)
             .map(|_| {
                 let mut data = b"GET".to_vec();
-                let mut call = Call {
-                    direction: Direction::ToBackend,
-                    data: &mut data,
-                    rng: &mut rng,
-                    framed: true,
-                    delay: Duration::ZERO,
-                };
+                let mut call = Call::new(Direction::ToBackend, &mut data, &mut rng, true);
                 b.before(&mut call)
             })
             .collect()
@@ -184,25 +191,35 @@ mod tests {
         let e = Error::from_values(&values(&[])).unwrap();
         let mut rng = fastrand::Rng::with_seed(1);
         let mut data = b"request".to_vec();
-        let mut call = Call {
-            direction: Direction::ToBackend,
-            data: &mut data,
-            rng: &mut rng,
-            framed: false,
-            delay: Duration::ZERO,
-        };
+        let mut call = Call::new(Direction::ToBackend, &mut data, &mut rng, false);
         assert_eq!(e.before(&mut call), Verdict::Forward);
         assert_eq!(e.after(&mut call), Verdict::Forward);
         assert_eq!(data, b"request");
         let mut data = b"response".to_vec();
-        let mut call = Call {
-            direction: Direction::ToClient,
-            data: &mut data,
-            rng: &mut rng,
-            framed: false,
-            delay: Duration::ZERO,
-        };
+        let mut call = Call::new(Direction::ToClient, &mut data, &mut rng, false);
         e.after(&mut call);
+        assert_eq!(data.len(), REPLACEMENT_LEN);
+    }
+
+    #[test]
+    fn stream_upstream_garbles_requests_instead() {
+        let e = Error::from_values(&values(&[("stream", Value::Str("upstream".into()))])).unwrap();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut data = b"response".to_vec();
+        e.after(&mut Call::new(
+            Direction::ToClient,
+            &mut data,
+            &mut rng,
+            false,
+        ));
+        assert_eq!(data, b"response");
+        let mut data = b"request".to_vec();
+        e.before(&mut Call::new(
+            Direction::ToBackend,
+            &mut data,
+            &mut rng,
+            false,
+        ));
         assert_eq!(data.len(), REPLACEMENT_LEN);
     }
 

@@ -7,8 +7,14 @@
 //! `before` only, a chunk toward the client through `after` only.
 //!
 //! A behavior never does I/O itself: it edits the call's data, adds latency to
-//! [`Call::delay`], or returns a [`Verdict`] that the protocol carries out. That keeps each
-//! behavior a pure function of (call, options, rng), testable on its own.
+//! [`Call::delay`], describes how the bytes are delivered in [`Call::delivery`] (a pace,
+//! slices, a cut, a stall, a late close), or returns a [`Verdict`] that the protocol carries
+//! out. That keeps each behavior a pure function of (call, options, rng), testable on its own;
+//! what lives for a connection (the bytes a stream carried, its pace) is kept by the driver.
+//!
+//! A behavior that acts on bytes acts on one stream or both ([`Stream`]): `upstream` is the
+//! client's data on its way to the backend (the request, `before`), `downstream` the backend's
+//! on its way to the client (the response, `after`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,11 +24,13 @@ use crate::opts::{BadOption, OptSpec, Values};
 
 mod delay;
 mod error;
+mod faults;
 mod simple;
 
 pub use delay::Delay;
 pub(crate) use error::garble;
 pub use error::{Error, Transient};
+pub use faults::{Bandwidth, LimitData, ResetPeer, Slicer, SlowClose, Timeout};
 pub use simple::{Abort, Blackout, Dummy, Hang};
 
 /// Which way a call's data travels.
@@ -42,6 +50,109 @@ impl Direction {
             Direction::ToClient => "to_client",
         }
     }
+}
+
+/// The streams of a connection a behavior acts on (its `stream` option).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// From the client to the backend: requests.
+    Upstream,
+    /// From the backend to the client: responses.
+    Downstream,
+    /// Both ways.
+    Both,
+}
+
+impl Stream {
+    /// Reads a `stream` option's value (without regard to case, as Toxiproxy does).
+    pub fn parse(text: &str) -> Result<Stream, BadOption> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "upstream" => Ok(Stream::Upstream),
+            "downstream" => Ok(Stream::Downstream),
+            "both" => Ok(Stream::Both),
+            _ => Err(BadOption::new(
+                "stream",
+                format!(
+                    "must be upstream, downstream or both (got '{}')",
+                    text.trim()
+                ),
+            )),
+        }
+    }
+
+    /// The `stream` option of `v`, or `default` when it is unset.
+    pub fn from_values(v: &Values, default: Stream) -> Result<Stream, BadOption> {
+        match v.str("stream") {
+            "" => Ok(default),
+            text => Stream::parse(text),
+        }
+    }
+
+    /// Whether data travelling `direction` is in this stream.
+    pub fn covers(self, direction: Direction) -> bool {
+        match self {
+            Stream::Both => true,
+            Stream::Upstream => direction == Direction::ToBackend,
+            Stream::Downstream => direction == Direction::ToClient,
+        }
+    }
+
+    /// `upstream`, `downstream` or `both`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Upstream => "upstream",
+            Stream::Downstream => "downstream",
+            Stream::Both => "both",
+        }
+    }
+}
+
+/// How the driver delivers a call's bytes, besides [`Call::delay`]: hooks fill it in, and the
+/// driver carries it out alike on a stream chunk and on a framed call's request or response.
+/// Everything is off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Delivery {
+    /// At most this many bytes per second, paced smoothly (`bandwidth`).
+    pub rate: Option<u64>,
+    /// Written in slices, each its own write (`slicer`).
+    pub slices: Option<Slices>,
+    /// Once this many bytes went through this stream of the connection, the rest is cut and
+    /// both connections close (`limit_data`).
+    pub limit: Option<u64>,
+    /// The call's data, and what follows it in this stream, is dropped, and the connection
+    /// ends later (`timeout`, `reset_peer`).
+    pub stall: Option<Stall>,
+    /// When this stream ends, its end reaches the other side this much later (`slow_close`).
+    pub close_delay: Option<Duration>,
+}
+
+/// How `slicer` cuts a call's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slices {
+    /// The average size of a slice, in bytes (at least 1).
+    pub size: usize,
+    /// A slice is `size` plus or minus up to this many bytes.
+    pub variation: usize,
+    /// The time between two slices.
+    pub gap: Duration,
+}
+
+impl Slices {
+    /// The size of the next slice: uniform in `size ± variation`, at least 1 byte.
+    pub fn draw(&self, rng: &mut fastrand::Rng) -> usize {
+        let low = self.size.saturating_sub(self.variation).max(1);
+        let high = self.size.saturating_add(self.variation).max(low);
+        rng.usize(low..=high)
+    }
+}
+
+/// How a stalled connection ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stall {
+    /// This long after the call; `None`: only when the client leaves.
+    pub after: Option<Duration>,
+    /// Both connections are reset (RST) rather than closed.
+    pub reset: bool,
 }
 
 /// What the protocol does with a call after a hook.
@@ -74,6 +185,27 @@ pub struct Call<'a> {
     pub framed: bool,
     /// Latency to add before `data` is written; hooks add to it.
     pub delay: Duration,
+    /// How `data` is delivered after the delay: pace, slices, cut, stall, late close.
+    pub delivery: Delivery,
+}
+
+impl<'a> Call<'a> {
+    /// A call carrying `data` in `direction`, with nothing added yet.
+    pub fn new(
+        direction: Direction,
+        data: &'a mut Vec<u8>,
+        rng: &'a mut fastrand::Rng,
+        framed: bool,
+    ) -> Call<'a> {
+        Call {
+            direction,
+            data,
+            rng,
+            framed,
+            delay: Duration::ZERO,
+            delivery: Delivery::default(),
+        }
+    }
 }
 
 /// A behavior instance; built from its options each time it is activated, so counters it keeps
@@ -137,6 +269,14 @@ impl BehaviorSpec {
     }
 }
 
+/// The `stream` option of a behavior whose default is `downstream`.
+const DOWNSTREAM: OptSpec = OptSpec::str(
+    "stream",
+    "downstream",
+    "",
+    "the streams it acts on: upstream (client to backend), downstream (backend to client) or both",
+);
+
 /// The options of `error`, shared by `transient`.
 const ERROR_OPTIONS: &[OptSpec] = &[
     OptSpec::bool(
@@ -145,6 +285,12 @@ const ERROR_OPTIONS: &[OptSpec] = &[
         "stream protocols: insert 100 random bytes in the middle of the response instead of replacing it with 1000",
     ),
     OptSpec::int("warmup", "0", "calls", "let this many calls pass before failing"),
+    OptSpec::str(
+        "stream",
+        "downstream",
+        "",
+        "stream protocols: the streams whose chunks it garbles: upstream, downstream or both",
+    ),
 ];
 
 const TRANSIENT_OPTIONS: &[OptSpec] = &[
@@ -156,6 +302,7 @@ const TRANSIENT_OPTIONS: &[OptSpec] = &[
     ),
     ERROR_OPTIONS[0],
     ERROR_OPTIONS[1],
+    ERROR_OPTIONS[2],
 ];
 
 const DELAY_OPTIONS: &[OptSpec] = &[
@@ -166,6 +313,85 @@ const DELAY_OPTIONS: &[OptSpec] = &[
         "delay the request on its way to the backend; false: delay the response on its way to the client",
     ),
     OptSpec::float("jitter", "0", "seconds", "add a uniform random latency in [-jitter, +jitter]"),
+    OptSpec::str(
+        "stream",
+        "",
+        "",
+        "the streams it delays: upstream, downstream or both; when unset, before decides",
+    ),
+];
+
+const LATENCY_OPTIONS: &[OptSpec] = &[
+    OptSpec::int("latency", "0", "ms", "latency added to the data"),
+    OptSpec::int(
+        "jitter",
+        "0",
+        "ms",
+        "add a uniform random latency in [-jitter, +jitter]",
+    ),
+    DOWNSTREAM,
+];
+
+const BANDWIDTH_OPTIONS: &[OptSpec] = &[
+    OptSpec::int(
+        "rate",
+        "100",
+        "KB/s",
+        "the most data that flows per second, 1 KB = 1000 bytes, at least 1",
+    ),
+    DOWNSTREAM,
+];
+
+const SLICER_OPTIONS: &[OptSpec] = &[
+    OptSpec::int(
+        "average_size",
+        "64",
+        "bytes",
+        "the average size of a slice (a slice holds 1 byte at least)",
+    ),
+    OptSpec::int(
+        "size_variation",
+        "0",
+        "bytes",
+        "a slice is average_size plus or minus up to this",
+    ),
+    OptSpec::int("delay", "0", "microseconds", "the time between two slices"),
+    DOWNSTREAM,
+];
+
+const LIMIT_DATA_OPTIONS: &[OptSpec] = &[
+    OptSpec::int(
+        "bytes",
+        "0",
+        "bytes",
+        "how many bytes of the stream go through before it is cut and both connections close",
+    ),
+    DOWNSTREAM,
+];
+
+const RESET_PEER_OPTIONS: &[OptSpec] = &[
+    OptSpec::int(
+        "timeout",
+        "0",
+        "ms",
+        "how long after the call both connections are reset; data arriving meanwhile is dropped",
+    ),
+    DOWNSTREAM,
+];
+
+const SLOW_CLOSE_OPTIONS: &[OptSpec] = &[
+    OptSpec::int(
+        "delay",
+        "0",
+        "ms",
+        "how late the end of the stream reaches the other side",
+    ),
+    DOWNSTREAM,
+];
+
+const TIMEOUT_OPTIONS: &[OptSpec] = &[
+    OptSpec::int("timeout", "0", "ms", "how long after the call both connections close, the data being dropped meanwhile; 0: when the client leaves"),
+    DOWNSTREAM,
 ];
 
 /// The built-in behaviors, in documentation order.
@@ -220,6 +446,55 @@ pub fn builtins() -> Vec<BehaviorSpec> {
             summary: "the first agitate calls fail as error does, the following ones pass",
             options: TRANSIENT_OPTIONS,
             build: |v| Transient::from_values(v).map(|t| Arc::new(t) as Arc<dyn Behavior>),
+        },
+        BehaviorSpec {
+            name: Borrowed("latency"),
+            aliases: &[],
+            summary: "Toxiproxy's latency: delay in milliseconds, on the response by default",
+            options: LATENCY_OPTIONS,
+            build: |v| Delay::from_latency_values(v).map(|d| Arc::new(d) as Arc<dyn Behavior>),
+        },
+        BehaviorSpec {
+            name: Borrowed("bandwidth"),
+            aliases: &[],
+            summary: "the data flows at most rate KB/s, paced smoothly",
+            options: BANDWIDTH_OPTIONS,
+            build: |v| Bandwidth::from_values(v).map(|b| Arc::new(b) as Arc<dyn Behavior>),
+        },
+        BehaviorSpec {
+            name: Borrowed("slicer"),
+            aliases: &[],
+            summary: "the data is written in small slices, each its own write, delay apart",
+            options: SLICER_OPTIONS,
+            build: |v| Slicer::from_values(v).map(|s| Arc::new(s) as Arc<dyn Behavior>),
+        },
+        BehaviorSpec {
+            name: Borrowed("limit_data"),
+            aliases: &[],
+            summary: "after bytes bytes of the stream, the rest is cut and both connections close",
+            options: LIMIT_DATA_OPTIONS,
+            build: |v| LimitData::from_values(v).map(|l| Arc::new(l) as Arc<dyn Behavior>),
+        },
+        BehaviorSpec {
+            name: Borrowed("reset_peer"),
+            aliases: &["reset"],
+            summary: "timeout ms after the call, both connections are reset (RST)",
+            options: RESET_PEER_OPTIONS,
+            build: |v| ResetPeer::from_values(v).map(|r| Arc::new(r) as Arc<dyn Behavior>),
+        },
+        BehaviorSpec {
+            name: Borrowed("slow_close"),
+            aliases: &[],
+            summary: "the data passes; the end of the stream arrives delay ms late",
+            options: SLOW_CLOSE_OPTIONS,
+            build: |v| SlowClose::from_values(v).map(|s| Arc::new(s) as Arc<dyn Behavior>),
+        },
+        BehaviorSpec {
+            name: Borrowed("timeout"),
+            aliases: &[],
+            summary: "the data of the stream is dropped; both connections close timeout ms later (0: never)",
+            options: TIMEOUT_OPTIONS,
+            build: |v| Timeout::from_values(v).map(|t| Arc::new(t) as Arc<dyn Behavior>),
         },
     ]
 }

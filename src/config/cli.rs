@@ -41,20 +41,12 @@ fn table(registry: &Registry) -> Options {
     }
     for b in registry.behaviors() {
         for o in b.options {
-            declare(
-                &mut opts,
-                &format!("behavior-{}-{}", b.name, o.flag_name()),
-                o,
-            );
+            declare(&mut opts, &o.owned_flag("behavior", &b.name), o);
         }
     }
     for p in registry.protocols() {
         for o in p.options {
-            declare(
-                &mut opts,
-                &format!("protocol-{}-{}", p.name, o.flag_name()),
-                o,
-            );
+            declare(&mut opts, &o.owned_flag("protocol", p.name), o);
         }
     }
     opts.optflag("h", "help", "print this help and exit");
@@ -131,7 +123,7 @@ pub fn parse(args: &[String], registry: Registry) -> Result<Command, Error> {
     }
     for b in registry.behaviors() {
         for o in b.options {
-            if let Some(v) = value_of(&m, &format!("behavior-{}-{}", b.name, o.flag_name()), o)? {
+            if let Some(v) = value_of(&m, &o.owned_flag("behavior", &b.name), o)? {
                 cli.behaviors
                     .push((b.name.to_string(), o.name.to_string(), v));
             }
@@ -139,7 +131,7 @@ pub fn parse(args: &[String], registry: Registry) -> Result<Command, Error> {
     }
     for p in registry.protocols() {
         for o in p.options {
-            if let Some(v) = value_of(&m, &format!("protocol-{}-{}", p.name, o.flag_name()), o)? {
+            if let Some(v) = value_of(&m, &o.owned_flag("protocol", p.name), o)? {
                 cli.protocols
                     .push((p.name.to_string(), o.name.to_string(), v));
             }

@@ -48,14 +48,14 @@ pub fn all_flags(registry: &Registry) -> Vec<(String, OptSpec)> {
         flags.extend(
             b.options
                 .iter()
-                .map(|o| (format!("behavior-{}-{}", b.name, o.flag_name()), *o)),
+                .map(|o| (o.owned_flag("behavior", &b.name), *o)),
         );
     }
     for p in registry.protocols() {
         flags.extend(
             p.options
                 .iter()
-                .map(|o| (format!("protocol-{}-{}", p.name, o.flag_name()), *o)),
+                .map(|o| (o.owned_flag("protocol", p.name), *o)),
         );
     }
     flags
@@ -88,22 +88,14 @@ pub fn help(registry: &Registry) -> String {
     for b in registry.behaviors() {
         let _ = writeln!(out, "  {:<12} {}", b.name, b.summary);
         for o in b.options {
-            push_option(
-                &mut out,
-                &format!("behavior-{}-{}", b.name, o.flag_name()),
-                o,
-            );
+            push_option(&mut out, &o.owned_flag("behavior", &b.name), o);
         }
     }
     let _ = writeln!(out, "\nProtocols (options: --protocol-NAME-OPTION VALUE):");
     for p in registry.protocols() {
         let _ = writeln!(out, "  {:<12} {}", p.name, p.summary);
         for o in p.options {
-            push_option(
-                &mut out,
-                &format!("protocol-{}-{}", p.name, o.flag_name()),
-                o,
-            );
+            push_option(&mut out, &o.owned_flag("protocol", p.name), o);
         }
     }
     let _ = writeln!(
@@ -148,11 +140,7 @@ pub fn man_behaviors(registry: &Registry) -> String {
         let _ = writeln!(out, ".SS {}", b.name);
         let _ = writeln!(out, "{}.", roff(b.summary));
         for o in b.options {
-            man_option(
-                &mut out,
-                &format!("behavior-{}-{}", b.name, o.flag_name()),
-                o,
-            );
+            man_option(&mut out, &o.owned_flag("behavior", &b.name), o);
         }
     }
     out
@@ -165,11 +153,7 @@ pub fn man_protocols(registry: &Registry) -> String {
         let _ = writeln!(out, ".SS {}", p.name);
         let _ = writeln!(out, "{}.", roff(p.summary));
         for o in p.options {
-            man_option(
-                &mut out,
-                &format!("protocol-{}-{}", p.name, o.flag_name()),
-                o,
-            );
+            man_option(&mut out, &o.owned_flag("protocol", p.name), o);
         }
     }
     out

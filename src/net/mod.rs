@@ -172,6 +172,29 @@ pub fn reset_on_close(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
+/// Resets the connection of `stream` now: the peer gets a RST (its next read fails with
+/// ECONNRESET) and threads blocked on the socket here wake up with an error. On Linux the
+/// socket is disconnected in place (`connect` to an `AF_UNSPEC` address), so the RST does not
+/// wait for every handle to be dropped; elsewhere its close sends the RST.
+pub fn reset_now(stream: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an all-zero sockaddr is a valid value; AF_UNSPEC is 0, and the size given
+        // is the struct's own. `connect` only reads it, on a descriptor `stream` keeps open.
+        let unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
+        let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+        // SAFETY: see above; the result is not needed: a socket that is not connected any
+        // more has nothing to reset.
+        let _ = unsafe { libc::connect(stream.as_raw_fd(), &unspec, len) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        reset_on_close(stream);
+        let _ = stream.shutdown(std::net::Shutdown::Read);
+    }
+}
+
 /// Whether an error is a read timeout (Linux reports those as `WouldBlock`).
 pub fn is_timeout(e: &io::Error) -> bool {
     matches!(

@@ -13,6 +13,7 @@
 pub(crate) mod backend_pool;
 pub(crate) mod connection;
 pub(crate) mod context;
+pub(crate) mod delivery;
 pub(crate) mod framed;
 pub(crate) mod guards;
 pub(crate) mod parking;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::wait::{Waiting, WAIT_POLL};
 use super::{Conn, Counted, End, FRAMED_BUFFER};
-use crate::behavior::Direction;
+use crate::behavior::{Delivery, Direction};
 use crate::protocol::Request;
+use crate::proxy::delivery::Delivering;
 
 use super::tunnel::Unframed;
 
@@ -25,7 +26,7 @@ pub(super) struct Backend {
 /// A request body on its way to the backend, stopped as soon as the backend has answered
 /// (when `backend` is given: a protocol whose servers answer early).
 pub(super) struct UnlessAnswered<'a> {
-    pub(super) to: Counted<'a>,
+    pub(super) to: Delivering<'a, Counted<'a>>,
     pub(super) backend: Option<&'a TcpStream>,
     pub(super) answered: bool,
 }
@@ -147,10 +148,16 @@ impl Conn<'_> {
         Ok(false)
     }
 
-    /// Forwards a request; `Ok(true)` when the backend answered before its body was all
-    /// sent (an early HTTP 413): the rest is not forwarded, and the connection closes after
-    /// the answer, as the client's stream is no longer framed.
-    pub(super) fn forward_request(&mut self, req: &Request, head: &[u8]) -> io::Result<bool> {
+    /// Forwards a request (`head`, then its body from the client) as `delivery` says;
+    /// `Ok(true)` when the backend answered before its body was all sent (an early HTTP 413):
+    /// the rest is not forwarded, and the connection closes after the answer, as the client's
+    /// stream is no longer framed.
+    pub(super) fn forward_request(
+        &mut self,
+        req: &Request,
+        head: &[u8],
+        delivery: Delivery,
+    ) -> io::Result<bool> {
         self.connect()?;
         let Some(backend) = self.backend.as_mut() else {
             return Ok(false);
@@ -158,7 +165,13 @@ impl Conn<'_> {
         backend.clean = false;
         let socket = backend.reader.get_ref();
         let mut to_backend = UnlessAnswered {
-            to: Counted::new(socket, Direction::ToBackend, &self.ctx.stats),
+            to: Delivering::new(
+                Counted::new(socket, Direction::ToBackend, &self.ctx.stats),
+                delivery,
+                &mut self.requests,
+                &mut self.rng,
+                self.closed,
+            ),
             backend: self.framing.answers_early().then_some(socket),
             answered: false,
         };

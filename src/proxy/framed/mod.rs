@@ -40,12 +40,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::behavior::{Call, Direction, Verdict};
+use crate::behavior::{Call, Delivery, Direction, Verdict};
 use crate::hub::Subscription;
 use crate::mix::Entry;
 use crate::net::HostPort;
 use crate::protocol::{Framing, Request};
 use crate::proxy::context::Context;
+use crate::proxy::delivery::{self, Delivering, StreamState};
 use crate::proxy::guards::{Closable, ConnectionGuards};
 use crate::stats::Stats;
 
@@ -132,6 +133,10 @@ struct Conn<'a> {
     out: Vec<u8>,
     /// The requests of a batch whose replies are still to be read, in order.
     in_flight: Vec<Request>,
+    /// What the faults keep for the requests' stream (bytes delivered, pace, a late end).
+    requests: StreamState,
+    /// The same for the responses' stream.
+    responses: StreamState,
 }
 
 /// Serves one client connection of a framed protocol.
@@ -172,6 +177,8 @@ pub(crate) fn serve(
         head: Vec::new(),
         out: Vec::new(),
         in_flight: Vec::new(),
+        requests: StreamState::default(),
+        responses: StreamState::default(),
     };
     let protocol = ctx.protocol.name().to_string();
     let result = match conn.run() {
@@ -197,6 +204,9 @@ pub(crate) fn serve(
         ),
         Err(e) => log::debug!("#{id} {peer}: {e}"),
     }
+    // `slow_close`: the end goes on late (sooner when the proxy stops).
+    let close_delay = conn.requests.close_delay.max(conn.responses.close_delay);
+    let _ = delivery::pause(close_delay, &link.closed);
     let _ = link.client.shutdown(Shutdown::Both);
     log::debug!("#{id} {peer} done");
 }
@@ -263,7 +273,7 @@ impl Conn<'_> {
         entry: &Entry,
         head: &mut Vec<u8>,
     ) -> io::Result<Option<End>> {
-        let (verdict, delay) = self.hook(Hook::Before, entry, req, head);
+        let (verdict, delay, delivery) = self.hook(Hook::Before, entry, req, head);
         match verdict {
             Verdict::Forward => self.sleep(delay),
             Verdict::Fail => {
@@ -278,15 +288,19 @@ impl Conn<'_> {
                 return Ok(None);
             }
             Verdict::Abort => {
-                self.forward_request(req, head)?;
+                self.forward_request(req, head, delivery)?;
                 return self.abort().map(Some);
             }
             ending => return self.end_by(ending).map(Some),
         }
-        let answered_early = match self.forward_request(req, head) {
+        if let Some(stall) = delivery.stall {
+            return self.stall(stall).map(Some);
+        }
+        let answered_early = match self.forward_request(req, head, delivery) {
             Ok(early) => early,
             // The backend is down: logged, client closed.
             Err(_) if self.backend.is_none() => return Ok(Some(End::Close)),
+            Err(e) if delivery::is_cut(&e) => return Ok(Some(self.cut("request"))),
             Err(e) => return Err(e),
         };
         match self.hook(Hook::Between, entry, req, head).0 {
@@ -311,37 +325,32 @@ impl Conn<'_> {
         Ok((req.close || answered_early).then_some(End::Close))
     }
 
-    /// Runs `hook` of `entry`'s behavior on `data`; its verdict and the latency it added.
+    /// Runs `hook` of `entry`'s behavior on `data`; its verdict, the latency it added and how
+    /// the data is to be delivered.
     fn hook(
         &mut self,
         hook: Hook,
         entry: &Entry,
         req: &Request,
         data: &mut Vec<u8>,
-    ) -> (Verdict, Duration) {
+    ) -> (Verdict, Duration, Delivery) {
         let direction = match hook {
             Hook::After => Direction::ToClient,
             Hook::Before | Hook::Between => Direction::ToBackend,
         };
-        let mut call = Call {
-            direction,
-            data,
-            rng: &mut self.rng,
-            framed: true,
-            delay: Duration::ZERO,
-        };
+        let mut call = Call::new(direction, data, &mut self.rng, true);
         let verdict = match hook {
             Hook::Before => entry.behavior.before(&mut call),
             Hook::Between => entry.behavior.between(&mut call),
             Hook::After => entry.behavior.after(&mut call),
         };
-        let delay = call.delay;
+        let (delay, delivery) = (call.delay, call.delivery);
         match hook {
             Hook::Before => self.log_decision(entry, req, "request", verdict, delay),
             Hook::After => self.log_decision(entry, req, "response", verdict, delay),
             Hook::Between => {}
         }
-        (verdict, delay)
+        (verdict, delay, delivery)
     }
 
     /// Reads the response to `req`, runs the `after` hook, and forwards it. `Some(end)` when
@@ -374,7 +383,7 @@ impl Conn<'_> {
                 return Err(Unframed::wrap(e, false, std::mem::take(head)));
             }
         };
-        let (verdict, delay) = self.hook(Hook::After, entry, req, head);
+        let (verdict, delay, delivery) = self.hook(Hook::After, entry, req, head);
         match verdict {
             Verdict::Forward => self.sleep(delay),
             Verdict::Fail => {
@@ -385,17 +394,31 @@ impl Conn<'_> {
             }
             ending => return self.end_by(ending).map(Some),
         }
+        if let Some(stall) = delivery.stall {
+            return self.stall(stall).map(Some);
+        }
         let backend = self
             .backend
             .as_mut()
             .ok_or_else(|| io::Error::other("no backend"))?;
-        let mut to_client = Counted::new(self.client, Direction::ToClient, &self.ctx.stats);
+        let mut to_client = Delivering::new(
+            Counted::new(self.client, Direction::ToClient, &self.ctx.stats),
+            delivery,
+            &mut self.responses,
+            &mut self.rng,
+            self.closed,
+        );
         let mut from = backend.waiting(self.client, client_buffered, idle);
         let body = self.framing.inline_body(resp.body, &mut from, head)?;
-        to_client.write_all(head)?;
-        self.framing
-            .copy_body(body, &mut from, &mut to_client)
-            .map_err(|e| Unframed::wrap(e, false, Vec::new()))?;
+        let written = to_client.write_all(head).and_then(|()| {
+            self.framing
+                .copy_body(body, &mut from, &mut to_client)
+                .map_err(|e| Unframed::wrap(e, false, Vec::new()))
+        });
+        match written {
+            Err(e) if delivery::is_cut(&e) => return Ok(Some(self.cut("response"))),
+            other => other?,
+        }
         backend.clean = !resp.close && backend.reader.buffer().is_empty();
         if resp.tunnel {
             return self.tunnel().map(Some);

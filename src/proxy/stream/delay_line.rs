@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 
 use super::{Ending, Link};
-use crate::behavior::Direction;
+use crate::behavior::{Delivery, Direction};
 use crate::proxy::context::Context;
+use crate::proxy::delivery::{self, Delivering, StreamState};
 use crate::proxy::guards::Closable;
 
 /// Bytes a delay line holds before the reader waits: bounds memory per direction. It is also
@@ -25,8 +26,8 @@ const CLOSED_POLL: Duration = Duration::from_millis(50);
 
 /// What a delay line holds.
 pub(super) enum Held {
-    /// Data to write.
-    Chunk(Vec<u8>),
+    /// Data to write, as its delivery says.
+    Chunk(Vec<u8>, Delivery),
     /// The end a behavior chose for the link, behind the data read before it.
     End(Ending),
 }
@@ -37,7 +38,15 @@ pub(super) struct DelayLine {
 }
 
 impl DelayLine {
-    pub(super) fn start(link: &Arc<Link>, dir: Direction, ctx: &Context) -> io::Result<DelayLine> {
+    /// Starts the line of direction `dir` of `link`; it writes with what the faults keep for
+    /// the direction (`state`) and draws slices from `rng`.
+    pub(super) fn start(
+        link: &Arc<Link>,
+        dir: Direction,
+        ctx: &Context,
+        mut state: StreamState,
+        mut rng: fastrand::Rng,
+    ) -> io::Result<DelayLine> {
         // Every chunk owns a buffer of `bufsize` bytes.
         let chunks = (DELAY_LINE_BYTES / ctx.buffers.size()).max(2);
         let (tx, rx) = bounded::<(Instant, Held)>(chunks);
@@ -46,7 +55,6 @@ impl DelayLine {
         let buffers = ctx.buffers.clone();
         ctx.workers.execute(Box::new(move || {
             let (_, dst) = link.sides(dir);
-            let mut dst = dst;
             for (due, held) in rx {
                 // Wait for the due time, unless the link closes meanwhile: a closed link
                 // must not be kept alive (its permit held) by the data it can no longer send.
@@ -60,8 +68,8 @@ impl DelayLine {
                     }
                     std::thread::sleep((due - now).min(CLOSED_POLL));
                 }
-                let data = match held {
-                    Held::Chunk(data) => data,
+                let (data, how) = match held {
+                    Held::Chunk(data, how) => (data, how),
                     Held::End(ending) => {
                         link.delayed_chunks.fetch_sub(1, Ordering::Relaxed);
                         log::debug!("#{} {}: {ending:?}, delayed", link.id, dir.as_str());
@@ -73,20 +81,22 @@ impl DelayLine {
                         }
                     }
                 };
-                let written = dst.write_all(&data);
+                let before = state.passed;
+                let written =
+                    Delivering::new(dst, how, &mut state, &mut rng, &link.closed).write_all(&data);
                 link.delayed_chunks.fetch_sub(1, Ordering::Relaxed);
                 link.touch();
+                stats.add_bytes(dir, (state.passed - before) as usize);
                 if let Err(e) = written {
-                    log::debug!("#{} {}: write failed: {e}", link.id, dir.as_str());
-                    link.close_all();
+                    super::pump::cut_or_failed(&link, dir, &e);
                     return;
                 }
-                stats.add_bytes(dir, data.len());
                 buffers.give(data);
             }
             // The reader saw end of stream (or gave up): pass the half-close on, unless the
             // link hangs: then a client that left ends it.
             if !link.hanging.load(Ordering::Relaxed) {
+                let _ = delivery::pause(state.close_delay, &link.closed);
                 let _ = dst.shutdown(Shutdown::Write);
             } else if dir == Direction::ToBackend && !link.closed.load(Ordering::Relaxed) {
                 link.close_all();

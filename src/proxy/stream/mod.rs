@@ -140,6 +140,17 @@ impl Link {
         let _ = self.backend.shutdown(Shutdown::Both);
     }
 
+    /// A stall (`timeout`, `reset_peer`) ends: both connections are reset or closed.
+    fn end_stalled(&self, reset: bool) {
+        if reset {
+            self.closed.store(true, Ordering::Relaxed);
+            crate::net::reset_now(&self.client);
+            crate::net::reset_now(&self.backend);
+        } else {
+            self.close_all();
+        }
+    }
+
     /// A behavior closes the connection; with `--stay-connected` the client stays open.
     fn close_by_behavior(&self) {
         if self.stay_connected {

@@ -12,19 +12,22 @@ use super::delay_line::{DelayLine, Held};
 use super::{read_chunk, Chunk, Ending, Link};
 #[cfg(target_os = "linux")]
 use super::{retry_after, wait_for_data};
-use crate::behavior::{Call, Direction, Verdict};
+use crate::behavior::{Call, Delivery, Direction, Stall, Verdict};
 use crate::hub::Subscription;
 use crate::proxy::context::Context;
+use crate::proxy::delivery::{self, Delivering, StreamState};
 use crate::proxy::guards::Closable;
 
 /// What a chunk's behavior makes of it, decided once.
 enum Action {
     /// Write it as read, with no hook (a transparent behavior, no delay line).
     AsRead,
-    /// Write it (edited by its hook), this long after it was read.
-    Forward(Duration),
+    /// Write it (edited by its hook) as `Delivery` says, this long after it was read.
+    Forward(Duration, Delivery),
     /// End the link so, this long after the chunk was read.
     End(Ending, Duration),
+    /// Drop it and what follows in this direction; the link ends as `Stall` says.
+    Stall(Stall),
 }
 
 /// One direction of a link.
@@ -41,6 +44,12 @@ pub(super) struct Pump<'a> {
     /// A hang waits in the delay line behind earlier chunks: what the client sends is dropped
     /// from now on, while the link itself hangs only once the line reaches it.
     dropping: bool,
+    /// A `timeout` or `reset_peer` stalled this direction: what it reads is dropped until
+    /// the link ends.
+    stalled: bool,
+    /// What the faults keep for this direction (bytes delivered, pace, a late end); moved
+    /// into the delay line once there is one, which then does all the writing.
+    state: StreamState,
     /// The pipe of a transparent mix's chunks, held only while data flows.
     #[cfg(target_os = "linux")]
     pipe: Option<crate::sys::splice::Pipe>,
@@ -84,6 +93,8 @@ impl<'a> Pump<'a> {
             held: None,
             line: None,
             dropping: false,
+            stalled: false,
+            state: StreamState::default(),
             #[cfg(target_os = "linux")]
             pipe: None,
         }
@@ -104,8 +115,8 @@ impl<'a> Pump<'a> {
             };
             let read_at = Instant::now();
             self.link.touch();
-            if self.dropping || self.link.hanging.load(Ordering::Relaxed) {
-                continue; // hang: what the client sends is dropped
+            if self.dropping || self.stalled || self.link.hanging.load(Ordering::Relaxed) {
+                continue; // hang or stall: what arrives is dropped
             }
             let action = self.decide(n);
             if !self.deliver(action, n, read_at) {
@@ -122,6 +133,7 @@ impl<'a> Pump<'a> {
             // A hung link drops what it reads: through a buffer, not a new pipe per chunk.
             if self.held.is_none()
                 && self.line.is_none()
+                && !self.stalled
                 && !self.link.hanging.load(Ordering::Relaxed)
                 && self.sub.live().mix.is_transparent()
             {
@@ -149,18 +161,12 @@ impl<'a> Pump<'a> {
             return Action::AsRead;
         };
         buf.truncate(n);
-        let mut call = Call {
-            direction: self.dir,
-            data: buf,
-            rng: &mut self.rng,
-            framed: false,
-            delay: Duration::ZERO,
-        };
+        let mut call = Call::new(self.dir, buf, &mut self.rng, false);
         let verdict = match self.dir {
             Direction::ToBackend => entry.behavior.before(&mut call),
             Direction::ToClient => entry.behavior.after(&mut call),
         };
-        let delay = call.delay;
+        let (delay, delivery) = (call.delay, call.delivery);
         if entry.name != "dummy" {
             log::debug!(
                 "#{} {}: {n} bytes, {} -> {verdict:?} delay {delay:?}",
@@ -171,10 +177,13 @@ impl<'a> Pump<'a> {
         }
         let to_client = self.dir == Direction::ToClient;
         match verdict {
-            Verdict::Forward => Action::Forward(delay),
+            Verdict::Forward => match delivery.stall {
+                Some(stall) => Action::Stall(stall),
+                None => Action::Forward(delay, delivery),
+            },
             Verdict::Fail if to_client => {
                 crate::behavior::garble(buf, false, &mut self.rng);
-                Action::Forward(delay)
+                Action::Forward(delay, delivery)
             }
             Verdict::Hang => Action::End(Ending::Hang, delay),
             Verdict::Abort if !to_client => Action::End(Ending::Abort, delay),
@@ -196,16 +205,87 @@ impl<'a> Pump<'a> {
                 }
                 true
             }
-            Action::Forward(delay) if delay.is_zero() && self.line.is_none() => {
-                let ok = self.write_held(usize::MAX);
+            Action::Forward(delay, delivery) if delay.is_zero() && self.line.is_none() => {
+                let ok = self.write_delivered(delivery);
                 self.give_back();
                 ok
             }
-            Action::Forward(delay) => self.queue(Held::Chunk, read_at + delay),
+            Action::Forward(delay, delivery) => self.queue(delivery, read_at + delay),
             Action::End(ending, delay) if self.line.is_some() => {
                 self.end_behind_line(ending, read_at + delay)
             }
             Action::End(ending, _) => self.end(ending),
+            Action::Stall(stall) => self.stall(stall),
+        }
+    }
+
+    /// Writes the held chunk as `delivery` says (paced, sliced, cut at the limit); `false`
+    /// once the link is closed (a write failed, or the limit cut the stream).
+    fn write_delivered(&mut self, delivery: Delivery) -> bool {
+        let Some(buf) = self.held.as_ref() else {
+            return true;
+        };
+        let (_, dst) = self.sides();
+        let before = self.state.passed;
+        let written = Delivering::new(
+            dst,
+            delivery,
+            &mut self.state,
+            &mut self.rng,
+            &self.link.closed,
+        )
+        .write_all(buf);
+        self.ctx
+            .stats
+            .add_bytes(self.dir, (self.state.passed - before) as usize);
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                cut_or_failed(self.link, self.dir, &e);
+                false
+            }
+        }
+    }
+
+    /// `timeout` or `reset_peer`: this chunk and what follows in this direction are dropped,
+    /// and the link ends when `stall` says (a reset at once, or a timer), or when the client
+    /// leaves. `true`: the pump goes on, dropping.
+    fn stall(&mut self, stall: Stall) -> bool {
+        self.stalled = true;
+        self.give_back();
+        let ending = if stall.reset { "reset" } else { "closed" };
+        match stall.after {
+            Some(after) => log::debug!(
+                "#{} {}: stalled; the link is {ending} in {after:?}",
+                self.link.id,
+                self.dir.as_str()
+            ),
+            None => log::debug!(
+                "#{} {}: stalled until the client leaves",
+                self.link.id,
+                self.dir.as_str()
+            ),
+        }
+        match stall.after {
+            Some(after) if after.is_zero() => {
+                self.link.end_stalled(stall.reset);
+                false
+            }
+            Some(after) => {
+                let link = self.link.clone();
+                let timer = self.ctx.workers.execute(Box::new(move || {
+                    if delivery::pause(after, &link.closed).is_ok() {
+                        link.end_stalled(stall.reset);
+                    }
+                }));
+                if let Err(e) = timer {
+                    log::error!("#{} cannot start a timer: {e}", self.link.id);
+                    self.link.end_stalled(stall.reset);
+                    return false;
+                }
+                true
+            }
+            None => true,
         }
     }
 
@@ -222,6 +302,7 @@ impl<'a> Pump<'a> {
             return false;
         }
         self.ctx.stats.add_bytes(self.dir, data.len());
+        self.state.passed += data.len() as u64;
         true
     }
 
@@ -231,10 +312,15 @@ impl<'a> Pump<'a> {
         }
     }
 
-    /// Hands the held chunk (made into `what`) to the delay line, started if need be.
-    fn queue(&mut self, what: fn(Vec<u8>) -> Held, due: Instant) -> bool {
+    /// Hands the held chunk to the delay line, started if need be, to be written at `due` as
+    /// `delivery` says.
+    fn queue(&mut self, delivery: Delivery, due: Instant) -> bool {
         if self.line.is_none() {
-            match DelayLine::start(self.link, self.dir, self.ctx) {
+            // The line does all the writing from now on, with what the faults keep, and a
+            // random source of its own drawn from this one (so `--seed` still replays it).
+            let state = std::mem::take(&mut self.state);
+            let rng = fastrand::Rng::with_seed(self.rng.u64(..));
+            match DelayLine::start(self.link, self.dir, self.ctx, state, rng) {
                 Ok(l) => self.line = Some(l),
                 Err(e) => {
                     log::error!("#{} cannot start a delay line: {e}", self.link.id);
@@ -246,7 +332,7 @@ impl<'a> Pump<'a> {
         let Some(chunk) = self.held.take() else {
             return true;
         };
-        self.send(due, what(chunk))
+        self.send(due, Held::Chunk(chunk, delivery))
     }
 
     /// Sends `held` down the delay line; `false` when its writer failed (it closed the link).
@@ -261,7 +347,7 @@ impl<'a> Pump<'a> {
     /// behind it (after the chunk itself for an abort, whose request reaches the backend).
     fn end_behind_line(&mut self, ending: Ending, due: Instant) -> bool {
         if let (Ending::Abort, Some(chunk)) = (ending, self.held.take()) {
-            if !self.send(due, Held::Chunk(chunk)) {
+            if !self.send(due, Held::Chunk(chunk, Delivery::default())) {
                 return false;
             }
         }
@@ -308,6 +394,13 @@ impl<'a> Pump<'a> {
     /// The source ended: the half-close goes on (after what the delay line holds), or, for a
     /// hung client that half-closed and may still wait for an answer, the client is parked.
     fn end_of_input(mut self) {
+        if self.stalled {
+            // A client that leaves frees a stalled link; a backend that ends is not told.
+            if self.dir == Direction::ToBackend {
+                self.link.close_all();
+            }
+            return;
+        }
         if self.dropping || self.link.hanging.load(Ordering::Relaxed) {
             if self.dir == Direction::ToBackend {
                 self.give_back();
@@ -329,6 +422,8 @@ impl<'a> Pump<'a> {
         match self.line.take() {
             Some(line) => drop(line), // the writer shuts the destination after the last chunk
             None => {
+                // `slow_close`: the end goes on late (sooner when the link closes).
+                let _ = delivery::pause(self.state.close_delay, &self.link.closed);
                 let (_, dst) = self.sides();
                 let _ = dst.shutdown(Shutdown::Write);
             }
@@ -413,6 +508,7 @@ impl Pump<'_> {
             return Spliced::Through(Chunk::Closed);
         }
         ctx.stats.add_bytes(dir, n);
+        self.state.passed += n as u64;
         if n < max {
             // The source is drained: wait for the next chunk without a pipe.
             if let Some(p) = self.pipe.take() {
@@ -421,4 +517,15 @@ impl Pump<'_> {
         }
         Spliced::Through(Chunk::Forwarded)
     }
+}
+
+/// A delivery's write failed: the stream was cut at its limit (`limit_data`: both connections
+/// close), or the socket failed; either way the link closes.
+pub(super) fn cut_or_failed(link: &Link, dir: Direction, e: &std::io::Error) {
+    if delivery::is_cut(e) {
+        log::debug!("#{} {}: limit_data reached, closing", link.id, dir.as_str());
+    } else {
+        log::debug!("#{} {}: write failed: {e}", link.id, dir.as_str());
+    }
+    link.close_all();
 }

@@ -42,12 +42,18 @@ fuzz_target!(|data: &[u8]| {
         for direction in [Direction::ToBackend, Direction::ToClient] {
             for framed in [false, true] {
                 let mut bytes = b"a call's data".to_vec();
-                let mut call = Call { direction, data: &mut bytes, rng: &mut rng, framed, delay: Duration::ZERO };
+                let mut call = Call::new(direction, &mut bytes, &mut rng, framed);
                 let _ = instance.before(&mut call);
                 let _ = instance.between(&mut call);
                 let _ = instance.after(&mut call);
                 // The driver adds the delay to the time the chunk was read.
                 assert!(std::time::Instant::now().checked_add(call.delay).is_some());
+                // And the waits of a delivery to the time of the call.
+                let d = call.delivery;
+                for wait in [d.close_delay, d.stall.and_then(|s| s.after), d.slices.map(|s| s.gap)].into_iter().flatten() {
+                    assert!(std::time::Instant::now().checked_add(wait).is_some());
+                }
+                assert!(d.rate != Some(0), "a pace of nothing");
             }
         }
         return;
