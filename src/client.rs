@@ -165,6 +165,17 @@ impl Client {
             .map(drop)
     }
 
+    /// The proxy: `{"name", "listen", "backend", "protocol", "behavior", "enabled"}`.
+    pub fn proxy(&self) -> Result<Json, ClientError> {
+        self.request("GET", "/proxy", None)
+    }
+
+    /// Takes the proxy down (`false`) or back up on the same address (`true`); the proxy as
+    /// it is then.
+    pub fn set_enabled(&self, on: bool) -> Result<Json, ClientError> {
+        self.request("PUT", "/proxy", Some(&json!({"enabled": on})))
+    }
+
     /// The proxy's counters.
     pub fn stats(&self) -> Result<Json, ClientError> {
         self.request("GET", "/stats", None)

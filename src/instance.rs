@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::config::Config;
-use crate::control::{Control, ControlState};
+use crate::control::{Control, ControlState, ProxySwitch};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::net::HostPort;
-use crate::proxy::{Proxy, StopHandle};
+use crate::proxy::{Proxy, StopHandle, Switch};
 use crate::stats::Stats;
 
 /// How long stopping waits for open connections to finish.
@@ -28,6 +28,28 @@ pub struct Vaurien {
     stats: Arc<Stats>,
     hub: Arc<Hub>,
     token: Option<String>,
+    switch: Arc<ProxyOf>,
+}
+
+/// The running proxy as the control API switches it.
+struct ProxyOf {
+    switch: Switch,
+    protocol: String,
+}
+
+impl ProxySwitch for ProxyOf {
+    fn listen(&self) -> SocketAddr {
+        self.switch.addr()
+    }
+    fn protocol(&self) -> &str {
+        &self.protocol
+    }
+    fn enabled(&self) -> bool {
+        self.switch.enabled()
+    }
+    fn set_enabled(&self, on: bool) -> std::io::Result<()> {
+        self.switch.set_enabled(on)
+    }
 }
 
 impl Vaurien {
@@ -38,6 +60,10 @@ impl Vaurien {
         let proxy_addr = proxy
             .local_addr()
             .map_err(|e| Error::Start(e.to_string()))?;
+        let switch = Arc::new(ProxyOf {
+            switch: proxy.switch(),
+            protocol: config.protocol().name().to_string(),
+        });
         let control = if s.http {
             let at = HostPort {
                 host: s.http_host.clone(),
@@ -49,6 +75,7 @@ impl Vaurien {
                 base_options: config.behavior_options().clone(),
                 stats: proxy.stats(),
                 token: s.http_token.clone(),
+                proxy: Some(switch.clone() as Arc<dyn ProxySwitch>),
             };
             Some(Control::start(&at, state)?)
         } else {
@@ -69,7 +96,21 @@ impl Vaurien {
             stats,
             hub,
             token: s.http_token.clone(),
+            switch,
         })
+    }
+
+    /// Takes the proxy down (`false`: its listener and open connections close) or back up
+    /// on the same address (`true`), as `PUT /proxy` does.
+    pub fn set_enabled(&self, on: bool) -> Result<(), Error> {
+        self.switch
+            .set_enabled(on)
+            .map_err(|e| Error::Start(format!("cannot listen on {} again: {e}", self.proxy_addr)))
+    }
+
+    /// Whether the proxy accepts connections (see [`Vaurien::set_enabled`]).
+    pub fn enabled(&self) -> bool {
+        self.switch.enabled()
     }
 
     /// Where clients connect.

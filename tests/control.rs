@@ -516,3 +516,47 @@ fn the_vaurienctl_man_page_documents_every_command_and_option() {
         String::from_utf8_lossy(&groff.stderr)
     );
 }
+
+#[test]
+fn vaurienctl_down_refuses_clients_and_up_serves_them_on_the_same_port() {
+    let backend = Backend::echo();
+    let (v, http) = with_api(&["--backend", &backend.arg()]);
+    let mut open = v.connect();
+    assert_eq!(crate::support::exchange(&mut open, b"before"), b"before");
+    let (status, out, _) = ctl(http, &["down"]);
+    assert_eq!(status, 0);
+    assert_eq!(out, format!("Proxy down: {} refuses connections", v.addr));
+    assert!(
+        read_once(&mut open).is_closed(),
+        "the open connection is closed"
+    );
+    let refused = TcpStream::connect_timeout(&v.addr, Duration::from_secs(5))
+        .expect_err("a new client is refused");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let (status, proxy) = api(http, "GET", "/proxy", "", "");
+    assert_eq!(status, 200);
+    assert_eq!(proxy["enabled"], false);
+    assert_eq!(proxy["listen"], v.addr.to_string());
+    assert_eq!(proxy["protocol"], "tcp");
+    assert_eq!(proxy["behavior"], "dummy");
+    assert_eq!(api(http, "GET", "/stats", "", "").1["enabled"], false);
+    let (status, out, _) = ctl(http, &["up"]);
+    assert_eq!(status, 0);
+    assert_eq!(out, format!("Proxy up: listening on {}", v.addr));
+    let mut again = v.connect();
+    assert_eq!(crate::support::exchange(&mut again, b"after"), b"after");
+    assert_eq!(api(http, "GET", "/proxy", "", "").1["enabled"], true);
+    let log = v.log();
+    assert!(has_line_with(&log, &["proxy down"]), "{log}");
+    assert!(has_line_with(&log, &["proxy up"]), "{log}");
+    // Bad bodies name what is wrong.
+    for (body, key) in [
+        (r#"{"enabled": "no"}"#, "enabled"),
+        (r#"{}"#, "enabled"),
+        (r#"{"enabled": true, "listen": "x"}"#, "listen"),
+    ] {
+        let (status, answer) = api(http, "PUT", "/proxy", body, "");
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["errors"][0]["name"], key, "{body}: {answer}");
+    }
+}

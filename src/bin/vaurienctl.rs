@@ -17,6 +17,8 @@ Commands:
   get-backend                          print the backend address
   set-backend HOST:PORT                send new connections to HOST:PORT
   stats                                print the proxy's counters as JSON
+  down                                 take the proxy down: its listener and connections close
+  up                                   bring it back up, listening on the same address
   wait [--timeout SECONDS]             wait until the proxy answers (exit 1 on timeout, default 10)
 
 Options:
@@ -177,6 +179,16 @@ fn main() {
                 "{}",
                 serde_json::to_string_pretty(&stats).unwrap_or_default()
             );
+        }
+        "down" | "up" => {
+            let on = command == "up";
+            let proxy = client.set_enabled(on).unwrap_or_else(|e| unreachable(e));
+            let listen = proxy["listen"].as_str().unwrap_or("?");
+            if on {
+                println!("Proxy up: listening on {listen}");
+            } else {
+                println!("Proxy down: {listen} refuses connections");
+            }
         }
         "wait" => wait(&client, rest),
         other => usage_error(format!("unknown command '{other}'")),

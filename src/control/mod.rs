@@ -20,6 +20,20 @@ use crate::stats::Stats;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The proxy as `GET/PUT /proxy` see it: its address and protocol, and the switch that takes
+/// it down and up.
+pub trait ProxySwitch: Send + Sync {
+    /// The address it listens on (the real port when port 0 was asked).
+    fn listen(&self) -> std::net::SocketAddr;
+    /// The name of its protocol.
+    fn protocol(&self) -> &str;
+    /// Whether it accepts connections.
+    fn enabled(&self) -> bool;
+    /// Off: the listener and the open connections close. On: it listens again on the same
+    /// address.
+    fn set_enabled(&self, on: bool) -> std::io::Result<()>;
+}
+
 /// What the control thread owns.
 pub struct ControlState {
     /// Where changes are published.
@@ -32,6 +46,8 @@ pub struct ControlState {
     pub stats: Arc<Stats>,
     /// Required bearer token, if any.
     pub token: Option<String>,
+    /// The proxy's switch, for `/proxy` (none: that route answers 404).
+    pub proxy: Option<Arc<dyn ProxySwitch>>,
 }
 
 /// An API answer: status and JSON body.
@@ -72,7 +88,9 @@ pub fn route(state: &ControlState, method: &Method, path: &str, body: &[u8]) -> 
         }
         ("/backend", Method::Put) => put_backend(state, body),
         ("/stats", Method::Get) => ok(stats_json(state)),
-        ("/behavior" | "/behaviors" | "/backend" | "/stats", _) => error(
+        ("/proxy", Method::Get) => proxy_answer(state),
+        ("/proxy", Method::Put) => put_proxy(state, body),
+        ("/behavior" | "/behaviors" | "/backend" | "/stats" | "/proxy", _) => error(
             405,
             "method",
             "",
@@ -196,6 +214,52 @@ fn put_backend(state: &ControlState, body: &[u8]) -> Answer {
     ok(json!({"status": "ok"}))
 }
 
+/// `GET /proxy`: `{"name", "listen", "backend", "protocol", "behavior", "enabled"}`.
+fn proxy_answer(state: &ControlState) -> Answer {
+    let Some(p) = &state.proxy else {
+        return error(404, "url", "", "no proxy to switch here");
+    };
+    let live = state.hub.current();
+    ok(json!({
+        "name": "vaurien",
+        "listen": p.listen().to_string(),
+        "backend": live.backend.to_string(),
+        "protocol": p.protocol(),
+        "behavior": live.mix.to_string(),
+        "enabled": p.enabled(),
+    }))
+}
+
+/// `PUT /proxy {"enabled": false}` takes the proxy down, `true` brings it back up; answers
+/// as `GET /proxy`.
+fn put_proxy(state: &ControlState, body: &[u8]) -> Answer {
+    let fields = match json_object(body) {
+        Ok(f) => f,
+        Err(a) => return a,
+    };
+    let Some(p) = &state.proxy else {
+        return error(404, "url", "", "no proxy to switch here");
+    };
+    if let Some(key) = fields.keys().find(|k| k.as_str() != "enabled") {
+        return error(
+            400,
+            "body",
+            key,
+            format!("'{key}' cannot be changed here; only 'enabled' can"),
+        );
+    }
+    match fields.get("enabled") {
+        Some(Json::Bool(on)) => {
+            if let Err(e) = p.set_enabled(*on) {
+                return error(500, "body", "enabled", format!("cannot listen again: {e}"));
+            }
+        }
+        Some(_) => return error(400, "body", "enabled", "'enabled' must be true or false"),
+        None => return error(400, "body", "enabled", "the body needs an \"enabled\" key"),
+    }
+    proxy_answer(state)
+}
+
 fn stats_json(state: &ControlState) -> Json {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &state.stats;
@@ -205,6 +269,7 @@ fn stats_json(state: &ControlState) -> Json {
         "bytes": {"to_backend": s.bytes_to_backend.load(Relaxed), "to_client": s.bytes_to_client.load(Relaxed)},
         "calls": calls,
         "backend_errors": s.backend_errors.load(Relaxed),
+        "enabled": state.proxy.as_ref().is_none_or(|p| p.enabled()),
     })
 }
 
@@ -225,6 +290,7 @@ mod tests {
             base_options: config.behavior_options().clone(),
             stats: Arc::new(Stats::default()),
             token: None,
+            proxy: None,
         }
     }
 

@@ -20,4 +20,4 @@ pub(crate) mod parking;
 pub(crate) mod server;
 pub(crate) mod stream;
 
-pub use server::{Proxy, StopHandle};
+pub use server::{Proxy, StopHandle, Switch};

@@ -4,7 +4,8 @@
 //! listener ─▶ worker: permit, accept ─▶ connection::handle (on the same thread)
 //!                 ▲
 //!   --max-connections permits (a bounded channel); stop() shuts the listener and every
-//!   tracked connection down
+//!   tracked connection down; a Switch takes the proxy down (the same, but it can come
+//!   back: up binds a new listener on the same address and starts accepting again)
 //! ```
 //!
 //! Worker threads take turns at `accept()` and serve the connection they accept, so a new
@@ -44,7 +45,13 @@ pub struct Proxy {
 /// does, it makes sure another thread is waiting to accept.
 struct Acceptor {
     ctx: Arc<Context>,
-    listener: Arc<TcpListener>,
+    /// The listening socket; replaced by a new one on the same address when the proxy comes
+    /// back up.
+    listener: Mutex<Arc<TcpListener>>,
+    /// The address it listens on (the real port when port 0 was asked).
+    addr: SocketAddr,
+    /// Off while the proxy is down (`PUT /proxy {"enabled": false}`).
+    enabled: AtomicBool,
     control: Arc<StopState>,
     permits: (Sender<()>, Receiver<()>),
     next_id: AtomicU64,
@@ -62,27 +69,76 @@ struct StopState {
 /// Stops a running proxy from another thread.
 #[derive(Clone)]
 pub struct StopHandle {
-    control: Arc<StopState>,
-    listener: Arc<TcpListener>,
-    tracker: Arc<Tracker>,
-    parking: Arc<crate::proxy::parking::Parking>,
+    accept: Arc<Acceptor>,
 }
 
 impl StopHandle {
     /// Stops accepting and shuts every live connection down; `run` then returns.
     pub fn stop(&self) {
-        if self.control.stopping.swap(true, Ordering::SeqCst) {
+        let control = &self.accept.control;
+        if control.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.control
+        control
             .wake
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        // On Linux, shutting a listening socket down wakes a blocked accept().
-        let _ = socket2::SockRef::from(&*self.listener).shutdown(Shutdown::Both);
-        self.tracker.close_all();
-        self.parking.close_all();
+        self.accept.close();
+    }
+}
+
+/// Takes a running proxy down and brings it back up (`PUT /proxy`, `vaurienctl down`/`up`).
+#[derive(Clone)]
+pub struct Switch {
+    accept: Arc<Acceptor>,
+}
+
+impl Switch {
+    /// Whether the proxy accepts connections.
+    pub fn enabled(&self) -> bool {
+        self.accept.enabled.load(Ordering::SeqCst)
+    }
+
+    /// The address the proxy listens on, up or down.
+    pub fn addr(&self) -> SocketAddr {
+        self.accept.addr
+    }
+
+    /// Down: the listener closes (new clients are refused) and so do the open connections.
+    /// Up: a new listener on the same address, and accepting starts again. Switching to
+    /// the state it is in does nothing; a proxy being stopped stays down.
+    pub fn set_enabled(&self, on: bool) -> io::Result<()> {
+        let a = &self.accept;
+        let mut listener = a.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if a.enabled.load(Ordering::SeqCst) == on {
+            return Ok(());
+        }
+        if !on {
+            a.enabled.store(false, Ordering::SeqCst);
+            a.close_listener(&listener);
+            a.ctx.tracker.close_all();
+            a.ctx.parking.close_all();
+            log::info!("proxy down: {} refuses connections", a.addr);
+            return Ok(());
+        }
+        if a.stopping() {
+            return Err(io::Error::other("the proxy is stopping"));
+        }
+        let host = crate::net::HostPort {
+            host: a.addr.ip().to_string(),
+            port: a.addr.port(),
+        };
+        let fresh = crate::net::listen(&host, a.ctx.settings.backlog)?;
+        socket2::SockRef::from(&fresh).set_read_timeout(a.ctx.accepted_read_timeout)?;
+        *listener = Arc::new(fresh);
+        a.enabled.store(true, Ordering::SeqCst);
+        drop(listener);
+        // Always one more: a thread leaving as the proxy went down may not have left yet,
+        // and idle extra acceptors leave by themselves.
+        a.start_acceptor()?;
+        log::info!("proxy up: listening on {} again", a.addr);
+        Ok(())
     }
 }
 
@@ -157,10 +213,15 @@ impl Proxy {
             parking,
             exhausted: OncePerSecond::default(),
         });
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Start(format!("cannot read the listener's address: {e}")))?;
         Ok(Proxy {
             accept: Arc::new(Acceptor {
                 ctx,
-                listener: Arc::new(listener),
+                listener: Mutex::new(Arc::new(listener)),
+                addr,
+                enabled: AtomicBool::new(true),
                 control: Arc::new(StopState {
                     stopping: AtomicBool::new(false),
                     wake: Mutex::new(Some(wake)),
@@ -175,7 +236,7 @@ impl Proxy {
 
     /// The address the proxy listens on (the real port when `--proxy` asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.accept.listener.local_addr()
+        Ok(self.accept.addr)
     }
 
     /// The hub holding the live mix and backend.
@@ -191,10 +252,14 @@ impl Proxy {
     /// A handle that stops the proxy.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            control: self.accept.control.clone(),
-            listener: self.accept.listener.clone(),
-            tracker: self.accept.ctx.tracker.clone(),
-            parking: self.accept.ctx.parking.clone(),
+            accept: self.accept.clone(),
+        }
+    }
+
+    /// A handle that takes the proxy down and up.
+    pub fn switch(&self) -> Switch {
+        Switch {
+            accept: self.accept.clone(),
         }
     }
 
@@ -223,6 +288,32 @@ impl Acceptor {
         self.control.stopping.load(Ordering::SeqCst)
     }
 
+    /// Whether accepting threads should leave: the proxy stops or is down.
+    fn leaving(&self) -> bool {
+        self.stopping() || !self.enabled.load(Ordering::SeqCst)
+    }
+
+    /// The listening socket of now.
+    fn listener(&self) -> Arc<TcpListener> {
+        self.listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Shuts `listener` down: on Linux that wakes a blocked accept(), and new clients are
+    /// refused from then on.
+    fn close_listener(&self, listener: &TcpListener) {
+        let _ = socket2::SockRef::from(listener).shutdown(Shutdown::Both);
+    }
+
+    /// Stopping: the listener and every live connection are shut down.
+    fn close(&self) {
+        self.close_listener(&self.listener());
+        self.ctx.tracker.close_all();
+        self.ctx.parking.close_all();
+    }
+
     /// Puts one more worker thread in the accept loop.
     fn start_acceptor(self: &Arc<Self>) -> io::Result<()> {
         self.acceptors.fetch_add(1, Ordering::SeqCst);
@@ -247,13 +338,13 @@ impl Acceptor {
                 recv(self.control.woken) -> _ => return self.leave(),
             }
             let permit = Permit(self.permits.1.clone());
-            if self.stopping() {
+            if self.leaving() {
                 return self.leave();
             }
-            match self.listener.accept() {
+            match self.listener().accept() {
                 Ok((client, peer)) => {
                     backoff = Duration::from_millis(5);
-                    if self.stopping() {
+                    if self.leaving() {
                         return self.leave();
                     }
                     if self.acceptors.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -268,7 +359,7 @@ impl Acceptor {
                         return self.leave();
                     }
                 }
-                Err(_) if self.stopping() => return self.leave(),
+                Err(_) if self.leaving() => return self.leave(),
                 Err(e) if crate::net::is_timeout(&e) => {
                     // Idle for as long as the listener's timeout: the pool shrinks back,
                     // down to one thread accepting.

@@ -25,11 +25,12 @@ fn state() -> &'static ControlState {
             base_options: config.behavior_options().clone(),
             stats: Arc::new(Stats::default()),
             token: None,
+            proxy: None,
         }
     })
 }
 
-const PATHS: [&str; 6] = ["/behavior", "/behaviors", "/backend", "/stats", "/nope", "/behavior/"];
+const PATHS: [&str; 7] = ["/behavior", "/behaviors", "/backend", "/stats", "/nope", "/behavior/", "/proxy"];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
