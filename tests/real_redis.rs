@@ -985,3 +985,59 @@ fn slicer_fragments_a_reply_that_arrives_whole() {
     assert!(reads.len() >= 15, "{} reads: {reads:?}", reads.len());
     assert!(reads.iter().all(|&n| n <= 10), "{reads:?}");
 }
+
+#[test]
+#[ignore = "needs redis-server: make test-real"]
+fn a_subscription_is_a_stream_whose_messages_latency_set_through_the_api_delays() {
+    let server = RedisServer::start();
+    let proxy = redis_proxy(
+        &server,
+        "dummy",
+        &["--http", "--http-host", "127.0.0.1", "--http-port", "0"],
+    );
+    let (addr, http, direct) = (proxy.addr, proxy.http_addr(), server.addr());
+    let took = within(Duration::from_secs(30), "published messages", move || {
+        let mut sub = connect(addr);
+        sub.write_all(&command(&["SUBSCRIBE", "news"])).unwrap();
+        expect(
+            &mut sub,
+            b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n",
+            "the subscription",
+        );
+        let mut publisher = connect(direct.as_str());
+        let mut publish = |message: &str| {
+            publisher
+                .write_all(&command(&["PUBLISH", "news", message]))
+                .unwrap();
+            let sent = Instant::now();
+            expect(&mut publisher, b":1\r\n", "PUBLISH reaches the subscriber");
+            let want = format!(
+                "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${}\r\n{message}\r\n",
+                message.len()
+            );
+            expect(&mut sub, want.as_bytes(), "the published message");
+            sent.elapsed()
+        };
+        let before = publish("fast");
+        let (status, answer) = api(
+            http,
+            "PUT",
+            "/behavior",
+            r#"{"name": "latency", "latency": 300}"#,
+            "",
+        );
+        assert_eq!(status, 200, "{answer}");
+        let after = publish("slow");
+        (before, after)
+    });
+    assert!(
+        took.0 < Duration::from_millis(200),
+        "before the change: {:?}",
+        took.0
+    );
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(1300)).contains(&took.1),
+        "with latency 300: {:?}",
+        took.1
+    );
+}

@@ -76,7 +76,7 @@ pub fn spec() -> ProtocolSpec {
     ProtocolSpec {
         name: "redis",
         summary: "Redis RESP2/RESP3: a call is one command and its reply; pipelining, inline \
-                  commands; SUBSCRIBE and MONITOR turn the connection into a tunnel",
+                  commands; SUBSCRIBE and MONITOR turn the connection into a stream",
         options: TCP_OPTIONS,
         build: |v| {
             FramedProtocol::<RedisSession>::build(

@@ -74,7 +74,7 @@ pub fn spec() -> ProtocolSpec {
     ProtocolSpec {
         name: "smtp",
         summary: "SMTP: the server speaks first; a call is one command (or message) and its \
-                  reply; STARTTLS turns the connection into a tunnel; keep-alive always on",
+                  reply; STARTTLS turns the connection into a stream; keep-alive always on",
         options: TCP_OPTIONS,
         build: |v| {
             FramedProtocol::<SmtpSession>::build("smtp", v, KeepAlive::Always, BackendReuse::Unsafe)

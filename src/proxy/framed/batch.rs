@@ -3,7 +3,7 @@
 
 use std::io::{self, BufRead, Write};
 
-use super::tunnel::Unframed;
+use super::tunnel::{Tunnel, Unframed};
 use super::wait::let_backend_answer;
 use super::{Conn, Counted, End};
 use crate::behavior::Direction;
@@ -58,7 +58,7 @@ impl Conn<'_> {
             return Ok(end);
         }
         match last {
-            Some(req) if req.tunnel => self.tunnel().map(Some),
+            Some(req) if req.tunnel => self.tunnel(Tunnel::Calls).map(Some),
             Some(_) => Ok(Some(End::Close)),
             None => Ok(None),
         }
@@ -198,7 +198,7 @@ impl Conn<'_> {
                     ));
                 }
                 if resp.tunnel {
-                    return self.tunnel().map(Some);
+                    return self.tunnel(Tunnel::Calls).map(Some);
                 }
                 return Ok(self.backend_ended());
             }

@@ -14,7 +14,7 @@
 //! backend connection is opened at the first request (at once for a server-first protocol)
 //! and, with `reuse_socket`, returned to the pool when the client leaves between calls. An
 //! upgrade (HTTP 101, redis SUBSCRIBE or MONITOR, SMTP STARTTLS) turns the connection into a
-//! tunnel that forwards bytes untouched.
+//! stream connection, whose chunks are calls (see [`crate::proxy::stream`]).
 //!
 //! A proxy must not be stricter than the server behind it. What a parser cannot frame (a
 //! request the module does not know how to read, a line past its limits, a reply it cannot
@@ -51,7 +51,7 @@ use crate::proxy::guards::{Closable, ConnectionGuards};
 use crate::stats::Stats;
 
 use backend::Backend;
-use tunnel::Unframed;
+use tunnel::{Tunnel, Unframed};
 use wait::let_backend_answer;
 
 /// The client socket of a framed connection, registered so that stopping the proxy can close it.
@@ -315,7 +315,7 @@ impl Conn<'_> {
             ending => return self.end_by(ending).map(Some),
         }
         if req.tunnel && !answered_early {
-            return self.tunnel().map(Some);
+            return self.tunnel(Tunnel::Calls).map(Some);
         }
         if req.expects_response {
             if let Some(end) = self.respond(req, entry)? {
@@ -421,7 +421,7 @@ impl Conn<'_> {
         }
         backend.clean = !resp.close && backend.reader.buffer().is_empty();
         if resp.tunnel {
-            return self.tunnel().map(Some);
+            return self.tunnel(Tunnel::Calls).map(Some);
         }
         Ok(if resp.close {
             self.backend_ended()

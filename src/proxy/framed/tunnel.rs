@@ -1,6 +1,7 @@
 //! The byte tunnel a framed connection becomes: after an upgrade (HTTP 101, redis SUBSCRIBE,
-//! SMTP STARTTLS), or after what a parser could not frame, which is forwarded first so that
-//! nothing is lost.
+//! SMTP STARTTLS) a stream connection whose chunks are calls, so the mix still acts on a
+//! websocket or a subscription; after what a parser could not frame (forwarded first, so that
+//! nothing is lost) a plain copy both ways, untouched.
 
 use std::io::{self, BufRead, Write};
 use std::net::Shutdown;
@@ -8,6 +9,16 @@ use std::sync::Arc;
 
 use super::{Conn, Counted, End};
 use crate::behavior::Direction;
+use crate::proxy::stream::{serve_tunnel, Link};
+
+/// What a tunnel does with the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tunnel {
+    /// After an upgrade: a stream connection, each chunk a call of the mix.
+    Calls,
+    /// After what a parser could not frame: copied untouched.
+    Untouched,
+}
 
 /// What a parser could not frame, carried up to [`serve`] inside an `io::Error`, so that the
 /// connection goes on as a tunnel with nothing lost.
@@ -115,11 +126,12 @@ impl Conn<'_> {
                 u.why
             );
         }
-        self.tunnel()
+        self.tunnel(Tunnel::Untouched)
     }
 
-    /// Forwards bytes untouched both ways until both sides are done.
-    pub(super) fn tunnel(&mut self) -> io::Result<End> {
+    /// Forwards bytes both ways until both sides are done: as a stream whose chunks are
+    /// calls after an upgrade, untouched after what could not be framed.
+    pub(super) fn tunnel(&mut self, kind: Tunnel) -> io::Result<End> {
         let backend = self
             .backend
             .take()
@@ -134,6 +146,14 @@ impl Conn<'_> {
         Counted::new(&backend, Direction::ToBackend, &self.ctx.stats).write_all(&early_up)?;
         self.to_client().write_all(&early_down)?;
         let client = self.client.try_clone()?;
+        if kind == Tunnel::Calls {
+            let backend = Arc::try_unwrap(backend)
+                .map_err(|_| io::Error::other("the backend socket is shared"))?;
+            log::debug!("#{} {}: upgraded; a stream from now on", self.id, self.peer);
+            let link = Link::tunnel(self.id, self.peer, client, backend, self.ctx)?;
+            serve_tunnel(link, self.ctx);
+            return Ok(End::Close);
+        }
         let down = backend.clone();
         let stats = self.ctx.stats.clone();
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);

@@ -62,28 +62,67 @@ pub(crate) struct Link {
     born: Instant,
     idle_timeout: Option<Duration>,
     stay_connected: bool,
-    /// Permit, counters and shutdown registration, released when both pumps are done.
-    _guards: ConnectionGuards,
+    /// Permit, counters and shutdown registration, released when both pumps are done (none
+    /// for a framed connection's tunnel: its framed side holds them).
+    _guards: Option<ConnectionGuards>,
 }
 
 impl Link {
+    /// The link of stream connection `id` from `peer`, holding its `guards`.
     pub(crate) fn new(
         id: u64,
         peer: SocketAddr,
         client: TcpStream,
         backend: TcpStream,
         ctx: &Context,
-        mut guards: ConnectionGuards,
+        guards: ConnectionGuards,
     ) -> io::Result<Arc<Link>> {
         let idle_timeout = crate::proxy::context::idle_timeout(&ctx.settings);
         let poll = crate::proxy::context::stream_poll(idle_timeout);
         ctx.set_client_read_timeout(&client, poll)?;
         backend.set_read_timeout(poll)?;
-        Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Link>| {
-            guards.track = Some(
-                ctx.tracker
-                    .register(id, weak.clone() as std::sync::Weak<dyn Closable>),
-            );
+        Ok(Link::build(
+            id,
+            peer,
+            client,
+            backend,
+            ctx,
+            Some(guards),
+            idle_timeout,
+        ))
+    }
+
+    /// The link a framed connection becomes after an upgrade (HTTP 101, redis SUBSCRIBE or
+    /// MONITOR, SMTP STARTTLS): its chunks are calls, and it is never idle (a subscriber
+    /// may wait for hours); the framed side keeps the guards and closes it on stop.
+    pub(crate) fn tunnel(
+        id: u64,
+        peer: SocketAddr,
+        client: TcpStream,
+        backend: TcpStream,
+        ctx: &Context,
+    ) -> io::Result<Arc<Link>> {
+        client.set_read_timeout(None)?;
+        backend.set_read_timeout(None)?;
+        Ok(Link::build(id, peer, client, backend, ctx, None, None))
+    }
+
+    fn build(
+        id: u64,
+        peer: SocketAddr,
+        client: TcpStream,
+        backend: TcpStream,
+        ctx: &Context,
+        mut guards: Option<ConnectionGuards>,
+        idle_timeout: Option<Duration>,
+    ) -> Arc<Link> {
+        Arc::new_cyclic(|weak: &std::sync::Weak<Link>| {
+            if let Some(g) = guards.as_mut() {
+                g.track = Some(
+                    ctx.tracker
+                        .register(id, weak.clone() as std::sync::Weak<dyn Closable>),
+                );
+            }
             Link {
                 id,
                 peer,
@@ -98,7 +137,7 @@ impl Link {
                 stay_connected: ctx.settings.stay_connected,
                 _guards: guards,
             }
-        }))
+        })
     }
 
     fn sides(&self, dir: Direction) -> (&TcpStream, &TcpStream) {
@@ -171,11 +210,25 @@ impl Closable for Link {
 
 /// Runs a stream connection: the `ToClient` pump on a second worker, `ToBackend` here.
 pub(crate) fn serve(link: Arc<Link>, ctx: &Arc<Context>) {
+    serve_then(link, ctx, None);
+}
+
+/// Runs a framed connection's tunnel as a stream connection, and returns once both
+/// directions are done (the framed side then closes the client).
+pub(crate) fn serve_tunnel(link: Arc<Link>, ctx: &Arc<Context>) {
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    serve_then(link, ctx, Some(done_tx));
+    let _ = done_rx.recv();
+}
+
+/// `serve`, telling `done` (dropping it) once the `ToClient` pump ended.
+fn serve_then(link: Arc<Link>, ctx: &Arc<Context>, done: Option<crossbeam_channel::Sender<()>>) {
     let other = link.clone();
     let other_ctx = ctx.clone();
     let draws = Draws::new(&link, Direction::ToClient, ctx);
     if let Err(e) = ctx.workers.execute(Box::new(move || {
-        Pump::new(&other, Direction::ToClient, &other_ctx, draws).run()
+        Pump::new(&other, Direction::ToClient, &other_ctx, draws).run();
+        drop(done);
     })) {
         log::error!(
             "#{} cannot start a worker thread: {e}; closing {}",
