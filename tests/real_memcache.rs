@@ -14,7 +14,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -490,4 +490,37 @@ fn odd_input_gets_what_memcached_itself_answers() {
         "VALUE s 0 1\r\n1\r\nEND\r\n"
     );
     assert_proxy_survived(&mut proxy, "odd memcache input");
+}
+
+#[test]
+#[ignore = "needs memcached: make test-real"]
+fn bandwidth_paces_a_value_that_arrives_intact() {
+    let server = memcached();
+    let value = "m".repeat(20_000);
+    let mut direct = Raw::connect(&server.addr());
+    direct.send(format!("set paced 0 0 {}\r\n{value}\r\n", value.len()).as_bytes());
+    assert_eq!(direct.reply(&["STORED"]), "STORED\r\n");
+    let proxy = proxy(
+        &server.addr(),
+        &["--behavior", "bandwidth", "--behavior-bandwidth-rate", "10"],
+    );
+    let addr = proxy.addr.to_string();
+    let (reply, took) = within(Duration::from_secs(30), "a paced get", move || {
+        let mut raw = Raw::connect(&addr);
+        let t = Instant::now();
+        raw.send(b"get paced\r\n");
+        let reply = raw.reply(&["END"]);
+        (reply, t.elapsed())
+    });
+    assert_eq!(
+        reply,
+        format!("VALUE paced 0 {}\r\n{value}\r\nEND\r\n", value.len())
+    );
+    // 20 kB at 10 KB/s: twenty writes of 1000 bytes, a tenth of a second apart.
+    assert_delta(
+        took,
+        Duration::from_secs(2),
+        Duration::from_millis(600),
+        "20 kB at 10 KB/s",
+    );
 }

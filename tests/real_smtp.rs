@@ -471,3 +471,41 @@ fn idle_sessions_keep_nothing_of_the_large_messages_they_sent() {
     let _ = stdin.write_all(b"done\n");
     drop(stdin);
 }
+
+#[test]
+#[ignore = "needs python3-aiosmtpd: make test-real"]
+fn reset_peer_set_in_the_middle_of_a_session_resets_the_client_instead_of_a_reply() {
+    let server = SmtpServer::start();
+    let proxy = smtp_proxy(
+        &server.addr(),
+        &["--http", "--http-host", "127.0.0.1", "--http-port", "0"],
+    );
+    let (addr, http) = (proxy.addr, proxy.http_addr());
+    within(
+        Duration::from_secs(30),
+        "an SMTP session reset",
+        move || {
+            let s = connect(addr);
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            assert!(read_reply(&mut r).starts_with("220 "));
+            (&s).write_all(b"EHLO client.example\r\n").unwrap();
+            assert!(read_reply(&mut r).starts_with("250"));
+            let (status, answer) = api(
+                http,
+                "PUT",
+                "/behavior",
+                r#"{"name": "reset_peer", "timeout": 100}"#,
+                "",
+            );
+            assert_eq!(status, 200, "{answer}");
+            (&s).write_all(b"MAIL FROM:<a@example.org>\r\n").unwrap();
+            let mut line = String::new();
+            let err = r.read_line(&mut line).expect_err("a reset, not a reply");
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{err} after {line:?}"
+            );
+        },
+    );
+}
