@@ -12,7 +12,9 @@
 //! - closed: the connection closed without a response (`blackout` or `abort`).
 //!
 //! It ends with a table of the outcomes next to what the mix makes you expect, then stops the
-//! proxy with SIGTERM (exit status 0) and the backend. With the same seed the same requests
+//! proxy with SIGTERM (exit status 0). A second part shows four of the faults Toxiproxy users
+//! know (`latency`, `slicer`, `limit_data`, `reset_peer`), one proxy each in front of the same
+//! backend, and what one request through each sees; then the backend stops. With the same seed the same requests
 //! meet the same faults on every run. Nothing leaves 127.0.0.1 and the whole run is bounded
 //! by timeouts (well under 30 s).
 //!
@@ -156,12 +158,100 @@ fn run() -> Result<(), String> {
         }
     }
     let _ = std::fs::remove_file(&log_path);
+    toxiproxy_faults(&binary, &backend_arg, &log_path)?;
     backend.stop();
     println!(
         "Stopped the backend. Done in {:.1} s.",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Part two: one request through a proxy with each of four Toxiproxy faults.
+fn toxiproxy_faults(binary: &PathBuf, backend: &str, log: &std::path::Path) -> Result<(), String> {
+    const FAULTS: [(&str, &[&str], &str); 4] = [
+        (
+            "latency",
+            &["--behavior-latency-latency", "300"],
+            "the response 0.3 s late",
+        ),
+        (
+            "slicer",
+            &[
+                "--behavior-slicer-average-size",
+                "16",
+                "--behavior-slicer-delay",
+                "20000",
+            ],
+            "16-byte slices, 20 ms apart",
+        ),
+        (
+            "limit_data",
+            &["--behavior-limit-data-bytes", "60"],
+            "60 bytes of the response, then closed",
+        ),
+        (
+            "reset_peer",
+            &["--behavior-reset-peer-timeout", "200"],
+            "nothing, then a reset after 0.2 s",
+        ),
+    ];
+    println!(
+        "\nToxiproxy's faults, one proxy each in front of the same backend, one request each:\n"
+    );
+    println!("  fault        expect                                  the client saw");
+    for (fault, options, expect) in FAULTS {
+        let mut args = vec![
+            "--proxy",
+            "127.0.0.1:0",
+            "--backend",
+            backend,
+            "--behavior",
+            fault,
+        ];
+        args.extend_from_slice(options);
+        let mut proxy = Proxy::start(binary, &args, log)?;
+        let seen = one_request(proxy.addr);
+        println!("  {fault:<12} {expect:<39} {seen}");
+        proxy.terminate()?;
+    }
+    let _ = std::fs::remove_file(log);
+    println!("\n  (each with its defaults otherwise: stream downstream, as in Toxiproxy; see `man vaurien`)");
+    Ok(())
+}
+
+/// Sends one request and says how the answer came: its reads, bytes, end and time.
+fn one_request(proxy: SocketAddr) -> String {
+    let start = Instant::now();
+    let Ok(mut conn) = TcpStream::connect_timeout(&proxy, REQUEST_TIMEOUT) else {
+        return "cannot connect".to_string();
+    };
+    let _ = conn.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let req = "GET /fault HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n";
+    if conn.write_all(req.as_bytes()).is_err() {
+        return "closed before the request was sent".to_string();
+    }
+    let (mut reads, mut bytes) = (0, 0);
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break "end of stream",
+            Ok(n) => {
+                reads += 1;
+                bytes += n;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break "connection reset",
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break "no more within 2 s"
+            }
+            Err(_) => break "an error",
+        }
+    };
+    format!(
+        "{bytes} bytes in {reads} reads, {end}, {:.0} ms",
+        start.elapsed().as_secs_f64() * 1000.0
+    )
 }
 
 /// `target/release/vaurien`, next to the directory holding this example's binary.
