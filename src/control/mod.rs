@@ -76,12 +76,17 @@ pub(crate) fn error(
     }
 }
 
-/// Answers one request; pure apart from publishing changes to the hub.
-pub fn route(state: &ControlState, method: &Method, path: &str, body: &[u8]) -> Answer {
+/// Answers one request to `target` (a path, perhaps with a query); pure apart from
+/// publishing changes to the hub and switching the proxy.
+pub fn route(state: &ControlState, method: &Method, target: &str, body: &[u8]) -> Answer {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = path.trim_end_matches('/');
     match (path, method) {
         ("/behavior", Method::Get) => ok(json!({"behavior": state.hub.current().mix.to_string()})),
         ("/behavior", Method::Put) => put_behavior(state, body),
+        ("/behaviors", Method::Get) if query.split('&').any(|q| q == "details") => {
+            ok(behavior_details(&state.registry))
+        }
         ("/behaviors", Method::Get) => ok(json!({"behaviors": state.registry.behavior_names()})),
         ("/backend", Method::Get) => {
             ok(json!({"backend": state.hub.current().backend.to_string()}))
@@ -214,6 +219,37 @@ fn put_backend(state: &ControlState, body: &[u8]) -> Answer {
     ok(json!({"status": "ok"}))
 }
 
+/// `GET /behaviors?details`: each behavior with its aliases, summary, the streams it acts on
+/// by default (none: it acts on the connection) and its options.
+fn behavior_details(registry: &Registry) -> Json {
+    let mut specs: Vec<_> = registry.behaviors().iter().collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    let details: Vec<Json> = specs
+        .into_iter()
+        .map(|b| {
+            let stream = b
+                .options
+                .iter()
+                .find(|o| o.name == "stream")
+                .map(|o| match o.default {
+                    "" => "upstream (before is true; false: downstream)",
+                    d => d,
+                });
+            let options: Vec<Json> = b
+                .options
+                .iter()
+                .map(|o| {
+                    json!({"name": o.name, "type": o.kind.placeholder().to_lowercase(),
+                           "default": o.default, "unit": o.unit, "help": o.help})
+                })
+                .collect();
+            json!({"name": b.name, "aliases": b.aliases, "summary": b.summary,
+                   "stream": stream, "options": options})
+        })
+        .collect();
+    json!({ "behaviors": details })
+}
+
 /// `GET /proxy`: `{"name", "listen", "backend", "protocol", "behavior", "enabled"}`.
 fn proxy_answer(state: &ControlState) -> Answer {
     let Some(p) = &state.proxy else {
@@ -342,6 +378,34 @@ mod tests {
         );
         let names = route(&s, &Method::Get, "/behaviors", b"").body;
         assert_eq!(names["behaviors"][0], "abort");
+    }
+
+    #[test]
+    fn behaviors_with_details_say_which_streams_each_acts_on() {
+        let s = state();
+        let body = route(&s, &Method::Get, "/behaviors?details", b"").body;
+        let find = |name: &str| {
+            body["behaviors"]
+                .as_array()
+                .and_then(|all| all.iter().find(|b| b["name"] == name).cloned())
+                .unwrap_or_else(|| panic!("no {name} in {body}"))
+        };
+        assert_eq!(find("latency")["stream"], "downstream");
+        assert_eq!(find("error")["stream"], "downstream");
+        assert!(find("delay")["stream"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("upstream")));
+        assert_eq!(find("hang")["stream"], Json::Null, "acts on the connection");
+        assert_eq!(find("reset_peer")["aliases"], json!(["reset"]));
+        let slicer = find("slicer");
+        let gap = slicer["options"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["name"] == "delay").cloned())
+            .expect("slicer's delay");
+        assert_eq!(
+            (gap["unit"].as_str(), gap["type"].as_str()),
+            (Some("microseconds"), Some("n"))
+        );
     }
 
     #[test]

@@ -314,7 +314,7 @@ fn one_request(
                     (&*stream).write_all(&req.early_reply)?;
                 }
                 match session.copy_body(req.body, reader, &mut body) {
-                    Ok(()) => (route(&shared.state, &method, &path, &body.0), req.close),
+                    Ok(()) => (route(&shared.state, &method, &target, &body.0), req.close),
                     Err(e) if e.kind() == io::ErrorKind::OutOfMemory => (too_large(), true),
                     Err(e) if crate::net::is_timeout(&e) => (
                         error(408, "body", "", "the body did not arrive in time"),
