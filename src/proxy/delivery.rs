@@ -146,10 +146,16 @@ impl<W: Write> Write for Delivering<'_, W> {
                     .unwrap_or(usize::MAX)
                     .max(1),
             );
-            let now = Instant::now();
-            let due = self.state.next_due.map_or(now, |t| t.max(now));
-            pause_until(due, self.closed)?;
             let takes = Duration::from_secs_f64(n as f64 / rate as f64);
+            let now = Instant::now();
+            // A turn missed by less than a step (a sleep that overslept, a slow write) is
+            // kept, so the pace makes up for it; after a longer pause the stream starts
+            // afresh rather than bursting.
+            let due = match self.state.next_due {
+                Some(t) if t.checked_add(takes).is_some_and(|late| late >= now) => t,
+                _ => now,
+            };
+            pause_until(due, self.closed)?;
             self.state.next_due = due.checked_add(takes);
         }
         self.inner.write_all(&buf[..n])?;

@@ -43,6 +43,7 @@ struct Sizes {
     held: [usize; 2],
     ten_k: usize,
     delay_rounds: usize,
+    paced_bytes: usize,
     starts: usize,
 }
 
@@ -57,6 +58,7 @@ impl Sizes {
                 held: [100, 500],
                 ten_k: 2_000,
                 delay_rounds: 10,
+                paced_bytes: 1_000_000,
                 starts: 5,
             }
         } else {
@@ -68,6 +70,7 @@ impl Sizes {
                 held: [1_000, 5_000],
                 ten_k: 10_000,
                 delay_rounds: 50,
+                paced_bytes: 3_000_000,
                 starts: 20,
             }
         }
@@ -88,6 +91,8 @@ pub fn all(env: &Env) -> Vec<Workload> {
         memory(env, s.held),
         ten_k(env, s.ten_k),
         delay(env, s.delay_rounds),
+        latency(env, s.delay_rounds),
+        bandwidth(env, s.paced_bytes),
         binary(env),
         start(env, s.starts),
     ];
@@ -710,6 +715,18 @@ const DELAY_MS: f64 = 100.0;
 fn delay(env: &Env, rounds: usize) -> Workload {
     let mut spec = ProxySpec::new("tcp").with(&["--behavior-delay-sleep", "0.1"]);
     spec.behavior = "100:delay";
+    added_latency(env, "delay", spec, rounds)
+}
+
+/// Toxiproxy's `latency` (100 ms on the response), measured as `delay` is.
+fn latency(env: &Env, rounds: usize) -> Workload {
+    let mut spec = ProxySpec::new("tcp").with(&["--behavior-latency-latency", "100"]);
+    spec.behavior = "100:latency";
+    added_latency(env, "latency", spec, rounds)
+}
+
+/// Round trips through a proxy adding 100 ms (`spec`), against `direct`.
+fn added_latency(env: &Env, name: &'static str, spec: ProxySpec, rounds: usize) -> Workload {
     let mut commands = vec![
         "backend: an echo thread in the bench on 127.0.0.1:BACKEND".to_string(),
         format!(
@@ -720,7 +737,7 @@ fn delay(env: &Env, rounds: usize) -> Workload {
     ];
     commands.extend(proxied(env, &[Target::Direct, Target::Vaurien], &spec));
     Workload {
-        name: "delay",
+        name,
         targets: vec![Target::Direct, Target::Vaurien],
         reps: None,
         skip: None,
@@ -755,6 +772,93 @@ fn added_delay(rep: &[(Target, Vec<Sample>)]) -> Vec<(Target, Sample)> {
         Some((Target::Vaurien, Sample::new(added, v - DELAY_MS - direct)))
     })
     .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// bandwidth
+
+/// The pace asked of `bandwidth`, in KB/s (1 KB = 1000 bytes).
+const RATE_KB: f64 = 1000.0;
+
+fn bandwidth(env: &Env, bytes: usize) -> Workload {
+    let mut spec = ProxySpec::new("tcp").with(&["--behavior-bandwidth-rate", "1000"]);
+    spec.behavior = "100:bandwidth";
+    let mut commands = vec![
+        format!(
+            "backend: a thread in the bench on 127.0.0.1:BACKEND that answers a byte with \
+             {bytes} bytes"
+        ),
+        "load: one connection sends a byte and reads the answer to its end, timed".to_string(),
+        "achieved = the rate between the reads that pass 10% and 90% of the bytes (the ends \
+         of a paced transfer are a write early or late); longest gap between two reads"
+            .to_string(),
+    ];
+    commands.extend(proxied(env, &[Target::Vaurien], &spec));
+    Workload {
+        name: "bandwidth",
+        targets: vec![Target::Vaurien],
+        reps: None,
+        skip: None,
+        commands,
+        measure: Box::new(move |env, t| {
+            let server = Server::start(move |stream| answer_a_byte(stream, bytes))?;
+            let running = start_target(env, t, server.port, &spec)?;
+            let (achieved, gap) = paced_read(running.port, bytes)?;
+            Ok(vec![
+                Sample::new("achieved KB/s", achieved),
+                Sample::new("of rate %", 100.0 * achieved / RATE_KB),
+                Sample::new("longest gap ms", gap.as_secs_f64() * 1e3),
+            ])
+        }),
+        derive: None,
+    }
+}
+
+/// Answers the first byte read on `stream` with `bytes` bytes, on a thread of its own.
+fn answer_a_byte(mut stream: std::net::TcpStream, bytes: usize) {
+    traffic::spawn_small(move || {
+        use std::io::{Read, Write};
+        let mut one = [0u8; 1];
+        if matches!(stream.read(&mut one), Ok(1)) {
+            let _ = stream.write_all(&vec![b'p'; bytes]);
+        }
+    });
+}
+
+/// Sends a byte to 127.0.0.1:`port` and reads `bytes` back: the rate (KB/s) between the
+/// reads that pass 10% and 90% of them, and the longest wait between two reads.
+fn paced_read(port: u16, bytes: usize) -> Result<(f64, Duration), String> {
+    use std::io::{Read, Write};
+    let mut s = traffic::connect(port, Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    s.write_all(b"?").map_err(|e| format!("write: {e}"))?;
+    let start = Instant::now();
+    let (mut got, mut last, mut gap) = (0, start, Duration::ZERO);
+    let mut reads = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while got < bytes {
+        match s.read(&mut buf) {
+            Ok(0) => return Err(format!("the answer ended after {got} of {bytes} bytes")),
+            Ok(n) => {
+                got += n;
+                let now = Instant::now();
+                gap = gap.max(now - last);
+                last = now;
+                reads.push((now, got));
+            }
+            Err(e) => return Err(format!("read after {got} bytes: {e}")),
+        }
+    }
+    let passing = |share: usize| {
+        reads
+            .iter()
+            .find(|(_, g)| *g * 100 >= bytes * share)
+            .copied()
+    };
+    let (Some((t10, b10)), Some((t90, b90))) = (passing(10), passing(90)) else {
+        return Err("too few reads to time".to_string());
+    };
+    let secs = (t90 - t10).as_secs_f64();
+    Ok(((b90 - b10) as f64 / 1000.0 / secs, gap))
 }
 
 // ---------------------------------------------------------------------------------------
