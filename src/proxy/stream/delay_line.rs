@@ -88,7 +88,7 @@ impl DelayLine {
                 link.touch();
                 stats.add_bytes(dir, (state.passed - before) as usize);
                 if let Err(e) = written {
-                    super::pump::cut_or_failed(&link, dir, &e);
+                    link.cut_or_failed(dir, &e);
                     return;
                 }
                 buffers.give(data);

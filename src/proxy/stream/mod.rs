@@ -179,6 +179,17 @@ impl Link {
         let _ = self.backend.shutdown(Shutdown::Both);
     }
 
+    /// A delivery's write failed: the stream was cut at its limit (`limit_data`: both
+    /// connections close), or the socket failed; either way the link closes.
+    fn cut_or_failed(&self, dir: Direction, e: &io::Error) {
+        if crate::proxy::delivery::is_cut(e) {
+            log::debug!("#{} {}: limit_data reached, closing", self.id, dir.as_str());
+        } else {
+            log::debug!("#{} {}: write failed: {e}", self.id, dir.as_str());
+        }
+        self.close_all();
+    }
+
     /// A stall (`timeout`, `reset_peer`) ends: both connections are reset or closed.
     fn end_stalled(&self, reset: bool) {
         if reset {

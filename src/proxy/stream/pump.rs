@@ -241,7 +241,7 @@ impl<'a> Pump<'a> {
         match written {
             Ok(()) => true,
             Err(e) => {
-                cut_or_failed(self.link, self.dir, &e);
+                self.link.cut_or_failed(self.dir, &e);
                 false
             }
         }
@@ -517,15 +517,4 @@ impl Pump<'_> {
         }
         Spliced::Through(Chunk::Forwarded)
     }
-}
-
-/// A delivery's write failed: the stream was cut at its limit (`limit_data`: both connections
-/// close), or the socket failed; either way the link closes.
-pub(super) fn cut_or_failed(link: &Link, dir: Direction, e: &std::io::Error) {
-    if delivery::is_cut(e) {
-        log::debug!("#{} {}: limit_data reached, closing", link.id, dir.as_str());
-    } else {
-        log::debug!("#{} {}: write failed: {e}", link.id, dir.as_str());
-    }
-    link.close_all();
 }
