@@ -10,7 +10,8 @@
 //! vaurien") is counted as injected; a call cut while its backend restarted is counted as
 //! cut. Anything else is lost or changed, and fails the run. The mixes hold only faults whose
 //! effect a client can tell apart from a defect: `delay` (tcp, where `error` garbles bytes),
-//! `delay` and `error` (the framed protocols).
+//! `delay` and `error` (the framed protocols), and the faults that reshape data without losing
+//! any: `latency`, `slicer` and `bandwidth`, which must deliver every byte in order.
 
 #[path = "../bench/procs.rs"]
 #[allow(dead_code)]
@@ -210,14 +211,14 @@ struct Proxy {
     proc: Proc,
     backend: Arc<Backend>,
     tally: Tally,
-    /// The mix it switches to every other change.
-    mix: &'static str,
+    /// The mix it switches to every other change, and the options of that mix (JSON members).
+    mix: (&'static str, &'static str),
 }
 
 fn start_proxy(
     protocol: &'static str,
     backend: Arc<Backend>,
-    mix: &'static str,
+    mix: (&'static str, &'static str),
     dir: &Path,
 ) -> Result<Proxy, String> {
     let log = dir.join(format!("vaurien-{protocol}.log"));
@@ -821,11 +822,24 @@ fn run(duration: Duration) -> Result<bool, String> {
         })
         .collect();
     let backends = start_backends(&tmp.path, &files)?;
+    // Each mix with its options (the API refuses an option no behavior of the mix has).
     let mixes = [
-        "30:delay",
-        "10:delay,5:error",
-        "10:delay,5:error",
-        "10:delay,5:error",
+        (
+            "20:delay,10:latency,10:slicer,10:bandwidth",
+            r#""sleep": 0.01, "latency": 10, "average_size": 700, "rate": 20000"#,
+        ),
+        (
+            "10:delay,5:error,5:slicer",
+            r#""sleep": 0.01, "average_size": 300"#,
+        ),
+        (
+            "10:delay,5:error,5:latency,5:bandwidth",
+            r#""sleep": 0.01, "latency": 10, "rate": 20000"#,
+        ),
+        (
+            "10:delay,5:error,5:slicer",
+            r#""sleep": 0.01, "average_size": 100, "size_variation": 50"#,
+        ),
     ];
     let protocols = ["tcp", "http", "redis", "memcache"];
     let mut proxies = Vec::new();
@@ -871,7 +885,7 @@ fn run(duration: Duration) -> Result<bool, String> {
         if now >= next_change {
             for p in &proxies {
                 let body = if changes % 2 == 0 {
-                    format!(r#"{{"name": "{}", "sleep": 0.01}}"#, p.mix)
+                    format!(r#"{{"name": "{}", {}}}"#, p.mix.0, p.mix.1)
                 } else {
                     r#"{"name": "dummy"}"#.to_string()
                 };

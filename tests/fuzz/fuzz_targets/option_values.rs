@@ -1,7 +1,6 @@
 //! Option values as the command line, the INI file (text) and the API (JSON) give them, for
 //! every declared option; a behavior built with the value then runs its hooks on a call.
 #![no_main]
-use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vaurien::behavior::{Call, Direction};
