@@ -399,14 +399,7 @@ fn the_api_refuses_bad_values_naming_the_option_and_sets_good_ones() {
         assert_eq!(status, 400, "{body}: {answer}");
         assert!(answer.to_string().contains(key), "{body}: {answer}");
     }
-    let (status, answer) = api(
-        http,
-        "PUT",
-        "/behavior",
-        r#"{"name": "latency", "latency": 300}"#,
-        "",
-    );
-    assert_eq!(status, 200, "{answer}");
+    set_behavior(http, r#"{"name": "latency", "latency": 300}"#);
     let mut client = p.connect();
     let t = Instant::now();
     assert_eq!(exchange(&mut client, b"ping"), b"ping");

@@ -1019,14 +1019,7 @@ fn a_subscription_is_a_stream_whose_messages_latency_set_through_the_api_delays(
             sent.elapsed()
         };
         let before = publish("fast");
-        let (status, answer) = api(
-            http,
-            "PUT",
-            "/behavior",
-            r#"{"name": "latency", "latency": 300}"#,
-            "",
-        );
-        assert_eq!(status, 200, "{answer}");
+        set_behavior(http, r#"{"name": "latency", "latency": 300}"#);
         let after = publish("slow");
         (before, after)
     });

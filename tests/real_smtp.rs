@@ -490,14 +490,7 @@ fn reset_peer_set_in_the_middle_of_a_session_resets_the_client_instead_of_a_repl
             assert!(read_reply(&mut r).starts_with("220 "));
             (&s).write_all(b"EHLO client.example\r\n").unwrap();
             assert!(read_reply(&mut r).starts_with("250"));
-            let (status, answer) = api(
-                http,
-                "PUT",
-                "/behavior",
-                r#"{"name": "reset_peer", "timeout": 100}"#,
-                "",
-            );
-            assert_eq!(status, 200, "{answer}");
+            set_behavior(http, r#"{"name": "reset_peer", "timeout": 100}"#);
             (&s).write_all(b"MAIL FROM:<a@example.org>\r\n").unwrap();
             let mut line = String::new();
             let err = r.read_line(&mut line).expect_err("a reset, not a reply");

@@ -185,6 +185,12 @@ pub fn api(
     })
 }
 
+/// `PUT /behavior` with `body` (a JSON object), which must be taken (200).
+pub fn set_behavior(http: SocketAddr, body: &str) {
+    let (status, answer) = api(http, "PUT", "/behavior", body, "");
+    assert_eq!(status, 200, "PUT /behavior {body}: {answer}");
+}
+
 /// `vaurien --protocol PROTOCOL --backend BACKEND EXTRA...`.
 pub fn protocol_proxy(protocol: &str, backend: &str, extra: &[&str]) -> ProxyProcess {
     let mut args = vec!["--protocol", protocol, "--backend", backend];
