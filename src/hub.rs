@@ -15,6 +15,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::mix::Mix;
 use crate::net::HostPort;
+pub use crate::toxic::{Toxic, Toxics};
 
 /// What a connection needs to know at each call.
 #[derive(Debug)]
@@ -23,6 +24,15 @@ pub struct Live {
     pub mix: Mix,
     /// Where new connections go.
     pub backend: HostPort,
+    /// The toxics acting after the mix, in order.
+    pub toxics: Toxics,
+}
+
+impl Live {
+    /// Whether no call is ever touched: the mix is transparent and there is no toxic.
+    pub fn is_transparent(&self) -> bool {
+        self.mix.is_transparent() && self.toxics.is_empty()
+    }
 }
 
 /// The hub's end of a subscription's one-slot channel: the sender, and a receiver with
@@ -88,8 +98,22 @@ impl Hub {
 
     /// Replaces the live settings; every connection uses them from its next call on.
     pub fn publish(&self, live: Live) {
-        let live = Arc::new(live);
         let mut inner = self.lock();
+        Hub::install(&mut inner, live);
+    }
+
+    /// Replaces the live settings with what `change` makes of the current ones, in one step:
+    /// two changes at once (a mix and a toxic) never lose one another. Nothing changes when
+    /// `change` fails.
+    pub fn update<E>(&self, change: impl FnOnce(&Live) -> Result<Live, E>) -> Result<(), E> {
+        let mut inner = self.lock();
+        let live = change(&inner.current)?;
+        Hub::install(&mut inner, live);
+        Ok(())
+    }
+
+    fn install(inner: &mut Inner, live: Live) {
+        let live = Arc::new(live);
         inner.current = live.clone();
         inner.subscribers.retain(|_, slot| slot.replace(&live));
     }
@@ -125,6 +149,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The snapshot taken last, without looking for a newer one (within a call).
+    pub fn current(&self) -> &Arc<Live> {
+        &self.live
+    }
+
     /// The newest snapshot, taking any pending change (called between calls).
     pub fn live(&mut self) -> &Arc<Live> {
         while let Ok(live) = self.rx.try_recv() {
@@ -148,6 +177,7 @@ mod tests {
 
     fn live(spec: &str) -> Live {
         Live {
+            toxics: Toxics::default(),
             mix: Mix::parse(spec, &Registry::builtin(), &BehaviorOptions::new()).unwrap(),
             backend: HostPort::parse("localhost:1").unwrap(),
         }

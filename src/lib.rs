@@ -73,6 +73,7 @@ pub(crate) mod proxy;
 mod registry;
 pub mod stats;
 pub(crate) mod sys;
+pub(crate) mod toxic;
 
 pub use app::main_with;
 pub use client::Client;

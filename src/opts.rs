@@ -204,8 +204,14 @@ impl OptSpec {
         use serde_json::Value as J;
         match (self.kind, json) {
             (OptKind::Bool, J::Bool(b)) => Ok(Value::Bool(*b)),
+            // A whole float (`1000.0`, as Python clients send) is an integer too.
             (OptKind::Int, J::Number(n)) => n
                 .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                        .map(|f| f as i64)
+                })
                 .map(Value::Int)
                 .ok_or_else(|| format!("{n} is not an integer")),
             (OptKind::Float, J::Number(n)) => n

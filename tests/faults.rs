@@ -409,3 +409,88 @@ fn the_api_refuses_bad_values_naming_the_option_and_sets_good_ones() {
         t.elapsed()
     );
 }
+
+/// An INI file in a fresh directory, removed when the test's process leaves.
+fn ini_file(name: &str, text: &str) -> String {
+    let dir = fresh_dir("vaurien-toxics").expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_toxic_from_the_config_file_acts_after_the_mix() {
+    let echo = Backend::echo();
+    let ini = ini_file(
+        "toxic.ini",
+        "[vaurien]\nbehavior = dummy\n\n[toxic:vaurien:slow]\ntype = latency\nstream = upstream\nlatency = 300\n",
+    );
+    let p = proxy(&echo, &["--config", &ini]);
+    let mut client = p.connect();
+    let t = Instant::now();
+    assert_eq!(exchange(&mut client, b"ping"), b"ping");
+    let took = t.elapsed();
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(1300)).contains(&took),
+        "an echo through a 300 ms latency toxic took {took:?}"
+    );
+    // Mistakes name the file, the section and the key.
+    for (text, needle) in [
+        (
+            "[toxic:vaurien:x]\ntype = nope\n",
+            "[toxic:vaurien:x] type: invalid toxic type 'nope'",
+        ),
+        (
+            "[toxic:vaurien:x]\ntype = latency\nlatncy = 3\n",
+            "[toxic:vaurien:x] latncy: unknown key",
+        ),
+        (
+            "[toxic:vaurien:x]\ntype = latency\nstream = sideways\n",
+            "stream: must be upstream, downstream or both",
+        ),
+        (
+            "[toxic:vaurien:x]\ntype = latency\ntoxicity = 2\n",
+            "toxicity: must be between 0 and 1",
+        ),
+        ("[toxic:other:x]\ntype = latency\n", "unknown proxy 'other'"),
+    ] {
+        let out = run_vaurien(&["--config", &ini_file("bad.ini", text)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+    }
+}
+
+#[test]
+fn toxicity_is_drawn_once_per_connection_and_the_seed_replays_the_draws() {
+    const CONNECTIONS: usize = 60;
+    let echo = Backend::echo();
+    let ini = ini_file(
+        "half.ini",
+        "[toxic:vaurien:half]\ntype = latency\nlatency = 50\ntoxicity = 0.5\n",
+    );
+    let slow_ones = || -> Vec<usize> {
+        let p = proxy(&echo, &["--config", &ini, "--seed", "7"]);
+        (0..CONNECTIONS)
+            .filter(|_| {
+                let mut client = p.connect();
+                let t = Instant::now();
+                assert_eq!(exchange(&mut client, b"a"), b"a");
+                let slow = t.elapsed() >= Duration::from_millis(50);
+                // The draw holds for the connection: its next call is just as slow.
+                let t = Instant::now();
+                assert_eq!(exchange(&mut client, b"b"), b"b");
+                assert_eq!(t.elapsed() >= Duration::from_millis(50), slow);
+                slow
+            })
+            .collect()
+    };
+    let first = slow_ones();
+    eprintln!("seed 7: {} of {CONNECTIONS} connections drew the toxic", first.len());
+    assert!(
+        (CONNECTIONS / 4..=3 * CONNECTIONS / 4).contains(&first.len()),
+        "{} of {CONNECTIONS} connections drew a toxicity 0.5 toxic",
+        first.len()
+    );
+    assert_eq!(first, slow_ones(), "the same seed drew other connections");
+}

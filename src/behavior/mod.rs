@@ -400,7 +400,7 @@ pub fn builtins() -> Vec<BehaviorSpec> {
     vec![
         BehaviorSpec {
             name: Borrowed("dummy"),
-            aliases: &["normal"],
+            aliases: &["normal", "noop"],
             summary: "transparent: forwards everything unchanged",
             options: &[],
             build: |_| Ok(Arc::new(Dummy)),

@@ -1,5 +1,6 @@
 //! The INI configuration file: `[vaurien]`, `[behavior:NAME]` (alias `[handler:NAME]`),
-//! `[protocol:NAME]`, `[statsd]`, `${VAR}` expansion and `extends` in `[DEFAULT]`.
+//! `[protocol:NAME]`, `[toxic:PROXY:NAME]`, `[statsd]`, `${VAR}` expansion and `extends` in
+//! `[DEFAULT]`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -202,6 +203,8 @@ fn interpret(file: &str, sections: &Sections, registry: &Registry) -> Result<Ove
                     typed(spec, raw, &at)?,
                 ));
             }
+        } else if let Some(rest) = section.strip_prefix("toxic:") {
+            out.toxics.push(toxic_section(file, section, rest, keys)?);
         } else if let Some(name) = section.strip_prefix("protocol:") {
             let name = name.trim();
             let proto = registry.protocol(name).ok_or_else(|| {
@@ -221,11 +224,60 @@ fn interpret(file: &str, sections: &Sections, registry: &Registry) -> Result<Ove
             }
         } else {
             return Err(Error::Config(format!(
-                "{file}: [{section}]: unknown section (known: vaurien, behavior:NAME, protocol:NAME, statsd)"
+                "{file}: [{section}]: unknown section (known: vaurien, behavior:NAME, protocol:NAME, toxic:PROXY:NAME, statsd)"
             )));
         }
     }
     Ok(out)
+}
+
+/// `[toxic:PROXY:NAME]`: `type`, `stream`, `toxicity`, and the type's attributes.
+fn toxic_section(
+    file: &str,
+    section: &str,
+    rest: &str,
+    keys: &HashMap<String, Option<String>>,
+) -> Result<crate::config::ToxicDecl, Error> {
+    let Some((proxy, name)) = rest.split_once(':') else {
+        return Err(Error::Config(format!(
+            "{file}: [{section}]: a toxic section is [toxic:PROXY:NAME]"
+        )));
+    };
+    let text = |key: &str| {
+        keys.get(key)
+            .cloned()
+            .flatten()
+            .map(|v| v.trim().to_string())
+    };
+    let kind = text("type").ok_or_else(|| {
+        Error::Config(format!(
+            "{file}: [{section}]: 'type' is missing (a behavior name)"
+        ))
+    })?;
+    let toxicity = match text("toxicity") {
+        None => None,
+        Some(t) => Some(t.parse::<f64>().map_err(|_| {
+            Error::Config(format!(
+                "{file}: [{section}] toxicity: '{t}' is not a number"
+            ))
+        })?),
+    };
+    let attributes = keys
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "type" | "stream" | "toxicity"))
+        .map(|(k, v)| {
+            let v = v.as_deref().unwrap_or("").trim().to_string();
+            (k.clone(), serde_json::Value::String(v))
+        })
+        .collect();
+    Ok(crate::config::ToxicDecl {
+        proxy: proxy.trim().to_string(),
+        name: name.trim().to_string(),
+        kind,
+        stream: text("stream"),
+        toxicity,
+        attributes,
+    })
 }
 
 #[cfg(test)]

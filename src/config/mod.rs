@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use ini::{from_text, load};
-pub use settings::{parse_log_level, Invalid, Overrides, Settings, GLOBAL_OPTIONS};
+pub use settings::{parse_log_level, Invalid, Overrides, Settings, ToxicDecl, GLOBAL_OPTIONS};
 
 use settings::invalid;
 
@@ -36,6 +36,7 @@ pub struct Config {
     protocol_options: BTreeMap<String, Values>,
     mix: Mix,
     protocol: Arc<dyn Protocol>,
+    toxics: crate::toxic::Toxics,
 }
 
 /// What checking a configuration built: start-up runs these.
@@ -118,6 +119,7 @@ impl Config {
         set_protocols(&mut protocol_options, &cli.protocols);
         let checked = Config::check(&registry, &globals, &behavior_options, &protocol_options)
             .map_err(|e| Error::Usage(e.on_command_line()))?;
+        let toxics = Config::build_toxics(&registry, file_name, &file.toxics)?;
         Ok(Config {
             registry,
             settings: checked.settings,
@@ -126,7 +128,52 @@ impl Config {
             protocol_options,
             mix: checked.mix,
             protocol: checked.protocol,
+            toxics,
         })
+    }
+
+    /// Builds the toxics `file` declares, in order; one for another proxy than `vaurien` is
+    /// refused (one proxy per process, so far).
+    fn build_toxics(
+        registry: &Registry,
+        file: &str,
+        decls: &[ToxicDecl],
+    ) -> Result<crate::toxic::Toxics, Error> {
+        let mut toxics = crate::toxic::Toxics::default();
+        for d in decls {
+            let at = format!("{file}: [toxic:{}:{}]", d.proxy, d.name);
+            if d.proxy != "vaurien" {
+                return Err(Error::Config(format!(
+                    "{at}: unknown proxy '{}' (this version serves one proxy, named vaurien)",
+                    d.proxy
+                )));
+            }
+            if toxics.get(&d.name).is_some() {
+                return Err(Error::Config(format!("{at}: toxic already exists")));
+            }
+            // A file's keys are checked, as in every other section (the API, like
+            // Toxiproxy, ignores attributes a type does not have).
+            if let Some(spec) = registry.behavior(&d.kind) {
+                if let Some(key) = d
+                    .attributes
+                    .keys()
+                    .find(|k| crate::opts::find(spec.options, k).is_none())
+                {
+                    return Err(Error::Config(format!("{at} {key}: unknown key")));
+                }
+            }
+            let toxic = crate::toxic::build(
+                registry,
+                &d.name,
+                &d.kind,
+                d.stream.as_deref(),
+                d.toxicity,
+                &d.attributes,
+            )
+            .map_err(|e| Error::Config(format!("{at} {e}")))?;
+            toxics = toxics.with(toxic);
+        }
+        Ok(toxics)
     }
 
     /// Checks every value: each behavior and the protocol are built once with theirs, and the
@@ -214,6 +261,11 @@ impl Config {
     /// The protocol the proxy serves, built while checking.
     pub fn protocol(&self) -> &Arc<dyn Protocol> {
         &self.protocol
+    }
+
+    /// The toxics the proxy starts with, built while checking.
+    pub fn toxics(&self) -> &crate::toxic::Toxics {
+        &self.toxics
     }
 }
 

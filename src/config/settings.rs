@@ -220,4 +220,24 @@ pub struct Overrides {
     pub protocols: Vec<(String, String, Value)>,
     /// New named behaviors: (name, base).
     pub derived: Vec<(String, String)>,
+    /// Toxics, in the order given.
+    pub toxics: Vec<ToxicDecl>,
+}
+
+/// A toxic as a configuration file declares it (`[toxic:PROXY:NAME]`), built once the
+/// behaviors are known.
+#[derive(Debug, Clone, Default)]
+pub struct ToxicDecl {
+    /// The proxy it belongs to.
+    pub proxy: String,
+    /// Its name.
+    pub name: String,
+    /// Its type: a behavior name.
+    pub kind: String,
+    /// `upstream`, `downstream` or `both`, when given.
+    pub stream: Option<String>,
+    /// The share of connections it acts on, when given.
+    pub toxicity: Option<f64>,
+    /// Its attributes, as text.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }

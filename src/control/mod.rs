@@ -184,9 +184,14 @@ fn put_behavior(state: &ControlState, body: &[u8]) -> Answer {
         Err(e) => return error(400, "body", "name", e.to_string()),
     };
     let mix = mix.count_into(&state.stats);
-    let backend = state.hub.current().backend.clone();
     log::info!("behavior changed to {mix}");
-    state.hub.publish(Live { mix, backend });
+    let _ = state.hub.update(|current| {
+        Ok::<_, ()>(Live {
+            mix,
+            backend: current.backend.clone(),
+            toxics: current.toxics.clone(),
+        })
+    });
     ok(json!({"status": "ok"}))
 }
 
@@ -210,11 +215,13 @@ fn put_backend(state: &ControlState, body: &[u8]) -> Answer {
         }
         None => return error(400, "body", "backend", "'backend' is missing"),
     };
-    let current = state.hub.current();
     log::info!("backend changed to {backend}");
-    state.hub.publish(Live {
-        mix: current.mix.clone(),
-        backend,
+    let _ = state.hub.update(|current| {
+        Ok::<_, ()>(Live {
+            mix: current.mix.clone(),
+            backend,
+            toxics: current.toxics.clone(),
+        })
     });
     ok(json!({"status": "ok"}))
 }
@@ -321,6 +328,7 @@ mod tests {
             hub: Hub::new(Live {
                 mix,
                 backend: HostPort::parse("localhost:80").unwrap(),
+                toxics: Default::default(),
             }),
             registry,
             base_options: config.behavior_options().clone(),

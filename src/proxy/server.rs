@@ -193,6 +193,7 @@ impl Proxy {
         let hub = Hub::new(Live {
             mix,
             backend: settings.backend.clone(),
+            toxics: config.toxics().clone(),
         });
         let (wake, woken) = bounded(0);
         let permits = bounded(settings.max_connections);

@@ -72,7 +72,7 @@ impl Conn<'_> {
             return Ok(None);
         }
         let live = self.sub.live().clone();
-        if !live.mix.is_transparent() {
+        if !live.is_transparent() {
             return Ok(None);
         }
         let mut rest = buffered;

@@ -49,6 +49,7 @@ use crate::proxy::context::Context;
 use crate::proxy::delivery::{self, Delivering, StreamState};
 use crate::proxy::guards::{Closable, ConnectionGuards};
 use crate::stats::Stats;
+use crate::toxic::Drawn;
 
 use backend::Backend;
 use tunnel::{Tunnel, Unframed};
@@ -133,6 +134,8 @@ struct Conn<'a> {
     out: Vec<u8>,
     /// The requests of a batch whose replies are still to be read, in order.
     in_flight: Vec<Request>,
+    /// The toxics this connection drew.
+    drawn: Drawn,
     /// What the faults keep for the requests' stream (bytes delivered, pace, a late end).
     requests: StreamState,
     /// The same for the responses' stream.
@@ -177,6 +180,7 @@ pub(crate) fn serve(
         head: Vec::new(),
         out: Vec::new(),
         in_flight: Vec::new(),
+        drawn: Drawn::default(),
         requests: StreamState::default(),
         responses: StreamState::default(),
     };
@@ -248,7 +252,7 @@ impl Conn<'_> {
             let live = self.sub.live().clone();
             let entry = live.mix.pick(&mut self.rng);
             self.ctx.stats.count_call(&entry.name, &entry.calls);
-            let end = if live.mix.is_transparent() && self.framing.pipelines() {
+            let end = if live.is_transparent() && self.framing.pipelines() {
                 match self.batch(req) {
                     Err(e) if self.backend.is_none() && !Unframed::is_in(&e) => Some(End::Close),
                     other => other?,
@@ -338,12 +342,23 @@ impl Conn<'_> {
             Hook::After => Direction::ToClient,
             Hook::Before | Hook::Between => Direction::ToBackend,
         };
+        // The toxics of the snapshot this call started with.
+        let live = self.sub.current().clone();
+        let toxics = (!live.toxics.is_empty() && !matches!(hook, Hook::Between)).then(|| {
+            self.drawn.update(&live.toxics, &mut self.rng);
+            &live.toxics
+        });
         let mut call = Call::new(direction, data, &mut self.rng, true);
-        let verdict = match hook {
+        let mut verdict = match hook {
             Hook::Before => entry.behavior.before(&mut call),
             Hook::Between => entry.behavior.between(&mut call),
             Hook::After => entry.behavior.after(&mut call),
         };
+        if let (Verdict::Forward, Some(toxics)) = (verdict, toxics) {
+            verdict = self
+                .drawn
+                .apply(toxics, &mut call, crate::toxic::stream_hook(direction));
+        }
         let (delay, delivery) = (call.delay, call.delivery);
         match hook {
             Hook::Before => self.log_decision(entry, req, "request", verdict, delay),

@@ -17,6 +17,7 @@ use crate::hub::Subscription;
 use crate::proxy::context::Context;
 use crate::proxy::delivery::{self, Delivering, StreamState};
 use crate::proxy::guards::Closable;
+use crate::toxic::{stream_hook, Drawn};
 
 /// What a chunk's behavior makes of it, decided once.
 enum Action {
@@ -47,6 +48,8 @@ pub(super) struct Pump<'a> {
     /// A `timeout` or `reset_peer` stalled this direction: what it reads is dropped until
     /// the link ends.
     stalled: bool,
+    /// The toxics this connection drew.
+    drawn: Drawn,
     /// What the faults keep for this direction (bytes delivered, pace, a late end); moved
     /// into the delay line once there is one, which then does all the writing.
     state: StreamState,
@@ -94,6 +97,7 @@ impl<'a> Pump<'a> {
             line: None,
             dropping: false,
             stalled: false,
+            drawn: Drawn::default(),
             state: StreamState::default(),
             #[cfg(target_os = "linux")]
             pipe: None,
@@ -135,7 +139,7 @@ impl<'a> Pump<'a> {
                 && self.line.is_none()
                 && !self.stalled
                 && !self.link.hanging.load(Ordering::Relaxed)
-                && self.sub.live().mix.is_transparent()
+                && self.sub.live().is_transparent()
             {
                 match self.splice_chunk() {
                     Spliced::NoPipe => {}
@@ -154,7 +158,12 @@ impl<'a> Pump<'a> {
         let live = self.sub.live();
         let entry = live.mix.pick(&mut self.rng);
         self.ctx.stats.count_call(&entry.name, &entry.calls);
-        if entry.behavior.transparent() && self.line.is_none() {
+        let toxics = &live.toxics;
+        let toxic = !toxics.is_empty() && {
+            self.drawn.update(toxics, &mut self.rng);
+            self.drawn.any(toxics, self.dir)
+        };
+        if entry.behavior.transparent() && !toxic && self.line.is_none() {
             return Action::AsRead;
         }
         let Some(buf) = self.held.as_mut() else {
@@ -162,10 +171,11 @@ impl<'a> Pump<'a> {
         };
         buf.truncate(n);
         let mut call = Call::new(self.dir, buf, &mut self.rng, false);
-        let verdict = match self.dir {
-            Direction::ToBackend => entry.behavior.before(&mut call),
-            Direction::ToClient => entry.behavior.after(&mut call),
-        };
+        let hook = stream_hook(self.dir);
+        let mut verdict = hook(entry.behavior.as_ref(), &mut call);
+        if verdict == Verdict::Forward && toxic {
+            verdict = self.drawn.apply(toxics, &mut call, hook);
+        }
         let (delay, delivery) = (call.delay, call.delivery);
         if entry.name != "dummy" {
             log::debug!(
@@ -486,7 +496,7 @@ impl Pump<'_> {
             return Spliced::Through(Chunk::Forwarded);
         }
         let live = self.sub.live();
-        if !live.mix.is_transparent() {
+        if !live.is_transparent() {
             // The mix changed while this chunk was on its way: the hooks get it after all.
             let mut buf = ctx.buffers.take();
             let read = p.read_into(&mut buf[..n]);

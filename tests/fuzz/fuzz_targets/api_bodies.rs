@@ -20,6 +20,7 @@ fn state() -> &'static ControlState {
             hub: Hub::new(Live {
                 mix: config.mix().clone(),
                 backend: HostPort::parse("127.0.0.1:9").expect("an address"),
+                toxics: Default::default(),
             }),
             registry,
             base_options: config.behavior_options().clone(),
