@@ -486,7 +486,10 @@ fn toxicity_is_drawn_once_per_connection_and_the_seed_replays_the_draws() {
             .collect()
     };
     let first = slow_ones();
-    eprintln!("seed 7: {} of {CONNECTIONS} connections drew the toxic", first.len());
+    eprintln!(
+        "seed 7: {} of {CONNECTIONS} connections drew the toxic",
+        first.len()
+    );
     assert!(
         (CONNECTIONS / 4..=3 * CONNECTIONS / 4).contains(&first.len()),
         "{} of {CONNECTIONS} connections drew a toxicity 0.5 toxic",

@@ -17,6 +17,9 @@ mod behaviors;
 /// slow_close, timeout; their bad values.
 mod faults;
 
+/// Toxics through Toxiproxy's API on the one proxy: statuses, shapes, merges, reset.
+mod toxics;
+
 /// Against a real MariaDB server and `mariadb` client (ignored: `make test-real`).
 mod real_mysql;
 

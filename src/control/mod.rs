@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value as Json};
 use tiny_http::Method;
 
 mod server;
+mod toxiproxy;
 
 pub use server::{Control, IDLE_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT};
 
@@ -81,6 +82,9 @@ pub(crate) fn error(
 pub fn route(state: &ControlState, method: &Method, target: &str, body: &[u8]) -> Answer {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = path.trim_end_matches('/');
+    if toxiproxy::owns(path) {
+        return toxiproxy::route(state, method, path, body);
+    }
     match (path, method) {
         ("/behavior", Method::Get) => ok(json!({"behavior": state.hub.current().mix.to_string()})),
         ("/behavior", Method::Put) => put_behavior(state, body),

@@ -338,7 +338,10 @@ fn one_request(
         log::info!("control: {peer} {method} {path} -> {}", answer.status);
     }
     let allow = (answer.status == 405).then(|| {
-        if path.trim_end_matches('/') == "/behaviors" || path.trim_end_matches('/') == "/stats" {
+        let path = path.trim_end_matches('/');
+        if super::toxiproxy::owns(path) {
+            super::toxiproxy::allowed(path)
+        } else if path == "/behaviors" || path == "/stats" {
             "GET"
         } else {
             "GET, PUT"
@@ -365,14 +368,23 @@ fn write_answer(
     close: bool,
     head_only: bool,
 ) -> io::Result<()> {
-    let mut response =
-        Response::from_string(answer.body.to_string()).with_status_code(answer.status);
+    // A request id on every answer, as Toxiproxy's clients may log it.
+    static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let body = match answer.status {
+        204 => String::new(),
+        _ => answer.body.to_string(),
+    };
+    let mut response = Response::from_string(body).with_status_code(answer.status);
     let mut add = |name: &str, value: &str| {
         if let Ok(h) = Header::from_bytes(name, value) {
             response.add_header(h);
         }
     };
-    add("Content-Type", "application/json");
+    if answer.status != 204 {
+        add("Content-Type", "application/json");
+    }
+    add("X-Toxiproxy-Request-Id", &format!("{id:016x}"));
     if let Some(methods) = allow {
         add("Allow", methods);
     }

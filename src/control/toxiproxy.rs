@@ -1,0 +1,382 @@
+//! Toxiproxy's API on the control server, beside the original routes (their paths do not
+//! meet): proxies, their toxics, reset and version, with Toxiproxy's statuses, shapes,
+//! defaults, merge rules and error body `{"error": "...", "status": N}`. This version serves
+//! one proxy, named `vaurien`: creating, deleting and populating proxies answer 501.
+
+use serde_json::{json, Map, Value as Json};
+use tiny_http::Method;
+
+use super::{Answer, ControlState};
+use crate::hub::{Live, Toxic, Toxics};
+
+/// The version Toxiproxy clients are told: the API of Toxiproxy 2.12.
+pub const TOXIPROXY_VERSION: &str = "2.12.0";
+
+/// The name of the one proxy.
+const PROXY: &str = "vaurien";
+
+/// Whether `path` is one of Toxiproxy's.
+pub fn owns(path: &str) -> bool {
+    path == "/version"
+        || path == "/reset"
+        || path == "/populate"
+        || path == "/proxies"
+        || path.starts_with("/proxies/")
+}
+
+/// The methods `path` (one of Toxiproxy's) answers, for a 405's `Allow`.
+pub fn allowed(path: &str) -> &'static str {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["version"] => "GET",
+        ["reset"] | ["populate"] => "POST",
+        ["proxies"] | ["proxies", _, "toxics"] => "GET, POST",
+        _ => "GET, POST, PATCH, DELETE",
+    }
+}
+
+/// Toxiproxy's error answer.
+fn error(status: u16, message: impl Into<String>) -> Answer {
+    Answer {
+        status,
+        body: json!({"error": message.into(), "status": status}),
+    }
+}
+
+fn ok(body: Json) -> Answer {
+    Answer { status: 200, body }
+}
+
+/// An answer with no body.
+fn no_content() -> Answer {
+    Answer {
+        status: 204,
+        body: Json::Null,
+    }
+}
+
+fn not_yet(what: &str) -> Answer {
+    error(
+        501,
+        format!("{what} is not supported yet: this version serves one proxy, named {PROXY}"),
+    )
+}
+
+/// Answers one of Toxiproxy's routes.
+pub fn route(state: &ControlState, method: &Method, path: &str, body: &[u8]) -> Answer {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (parts.as_slice(), method) {
+        (["version"], Method::Get) => ok(json!({ "version": TOXIPROXY_VERSION })),
+        (["reset"], Method::Post) => reset(state),
+        (["populate"], Method::Post) => not_yet("populating proxies"),
+        (["proxies"], Method::Get) => match proxy_json(state) {
+            Some(p) => ok(json!({ PROXY: p })),
+            None => ok(json!({})),
+        },
+        (["proxies"], Method::Post) => match json_body(body) {
+            Ok(b) if b.get("name").and_then(Json::as_str) == Some(PROXY) => {
+                error(409, "proxy already exists")
+            }
+            Ok(_) => not_yet("creating proxies"),
+            Err(a) => a,
+        },
+        (["proxies", name, rest @ ..], _) if *name != PROXY || state.proxy.is_none() => {
+            let _ = rest;
+            error(404, "proxy not found")
+        }
+        (["proxies", _], Method::Get) => proxy_answer(state),
+        (["proxies", _], Method::Post | Method::Patch) => update_proxy(state, body),
+        (["proxies", _], Method::Delete) => not_yet("deleting proxies"),
+        (["proxies", _, "toxics"], Method::Get) => ok(toxics_json(&state.hub.current().toxics)),
+        (["proxies", _, "toxics"], Method::Post) => add_toxic(state, body),
+        (["proxies", _, "toxics", toxic], Method::Get) => {
+            match state.hub.current().toxics.get(toxic) {
+                Some(t) => ok(toxic_json(t)),
+                None => error(404, "toxic not found"),
+            }
+        }
+        (["proxies", _, "toxics", toxic], Method::Post | Method::Patch) => {
+            update_toxic(state, toxic, body)
+        }
+        (["proxies", _, "toxics", toxic], Method::Delete) => remove_toxic(state, toxic),
+        (["version" | "reset" | "populate" | "proxies"], _)
+        | (["proxies", _] | ["proxies", _, "toxics"] | ["proxies", _, "toxics", _], _) => {
+            error(405, format!("{method} is not allowed on {path}"))
+        }
+        _ => error(404, "not found"),
+    }
+}
+
+fn json_body(body: &[u8]) -> Result<Map<String, Json>, Answer> {
+    match serde_json::from_slice::<Json>(body) {
+        Ok(Json::Object(map)) => Ok(map),
+        Ok(other) => Err(error(
+            400,
+            format!("bad request body: {other} is not an object"),
+        )),
+        Err(e) => Err(error(400, format!("bad request body: {e}"))),
+    }
+}
+
+/// A toxic as Toxiproxy shows it.
+fn toxic_json(t: &Toxic) -> Json {
+    json!({
+        "name": t.name,
+        "type": t.kind,
+        "stream": t.stream.as_str(),
+        "toxicity": t.toxicity,
+        "attributes": t.attributes,
+    })
+}
+
+/// The toxics, upstream ones first, as Toxiproxy lists them.
+fn toxics_json(toxics: &Toxics) -> Json {
+    let up = toxics
+        .iter()
+        .filter(|t| t.stream.covers(crate::behavior::Direction::ToBackend));
+    let down = toxics
+        .iter()
+        .filter(|t| !t.stream.covers(crate::behavior::Direction::ToBackend));
+    Json::Array(up.chain(down).map(|t| toxic_json(t)).collect())
+}
+
+/// The proxy as Toxiproxy shows it, with vaurien's `protocol` and `behavior` besides.
+fn proxy_json(state: &ControlState) -> Option<Json> {
+    let p = state.proxy.as_ref()?;
+    let live = state.hub.current();
+    Some(json!({
+        "name": PROXY,
+        "listen": p.listen().to_string(),
+        "upstream": live.backend.to_string(),
+        "enabled": p.enabled(),
+        "toxics": toxics_json(&live.toxics),
+        "protocol": p.protocol(),
+        "behavior": live.mix.to_string(),
+    }))
+}
+
+fn proxy_answer(state: &ControlState) -> Answer {
+    match proxy_json(state) {
+        Some(p) => ok(p),
+        None => error(404, "proxy not found"),
+    }
+}
+
+/// `POST/PATCH /proxies/vaurien`: `enabled` and `upstream` are merged onto the proxy.
+fn update_proxy(state: &ControlState, body: &[u8]) -> Answer {
+    let fields = match json_body(body) {
+        Ok(f) => f,
+        Err(a) => return a,
+    };
+    let Some(p) = state.proxy.as_ref() else {
+        return error(404, "proxy not found");
+    };
+    if let Some(listen) = fields.get("listen").and_then(Json::as_str) {
+        let same = crate::net::HostPort::parse(listen)
+            .ok()
+            .is_some_and(|hp| hp.port == p.listen().port() || hp.port == 0);
+        if !same {
+            return not_yet("moving the proxy to another listen address");
+        }
+    }
+    if let Some(upstream) = fields.get("upstream") {
+        let Some(backend) = upstream
+            .as_str()
+            .and_then(|u| crate::net::HostPort::parse(u).ok())
+        else {
+            return error(
+                400,
+                format!("bad request body: upstream {upstream} is not HOST:PORT"),
+            );
+        };
+        log::info!("backend changed to {backend}");
+        let _ = state.hub.update(|current| {
+            Ok::<_, ()>(Live {
+                mix: current.mix.clone(),
+                backend,
+                toxics: current.toxics.clone(),
+            })
+        });
+    }
+    match fields.get("enabled") {
+        None => {}
+        Some(Json::Bool(on)) => {
+            if let Err(e) = p.set_enabled(*on) {
+                return error(500, format!("listen tcp {}: {e}", p.listen()));
+            }
+        }
+        Some(other) => {
+            return error(
+                400,
+                format!("bad request body: enabled {other} is not a boolean"),
+            )
+        }
+    }
+    proxy_answer(state)
+}
+
+/// Replaces the toxics with what `change` makes of them, in one step.
+fn change_toxics(
+    state: &ControlState,
+    change: impl FnOnce(&Toxics) -> Result<Toxics, Answer>,
+) -> Result<(), Answer> {
+    state.hub.update(|current| {
+        Ok(Live {
+            mix: current.mix.clone(),
+            backend: current.backend.clone(),
+            toxics: change(&current.toxics)?,
+        })
+    })
+}
+
+/// Builds a toxic from Toxiproxy's fields.
+fn build_toxic(
+    state: &ControlState,
+    name: &str,
+    kind: &str,
+    stream: &str,
+    toxicity: f64,
+    attributes: &Map<String, Json>,
+) -> Result<Toxic, Answer> {
+    crate::toxic::build(
+        &state.registry,
+        name,
+        kind,
+        Some(stream),
+        Some(toxicity),
+        attributes,
+    )
+    .map_err(|e| match e.field.as_str() {
+        "type" => error(400, "invalid toxic type"),
+        "stream" => error(
+            400,
+            "stream was invalid, can be either upstream or downstream",
+        ),
+        _ => error(400, format!("bad request body: {e}")),
+    })
+}
+
+/// `POST /proxies/vaurien/toxics`: Toxiproxy's defaults (downstream, toxicity 1, name
+/// `TYPE_STREAM`); 200 with the toxic.
+fn add_toxic(state: &ControlState, body: &[u8]) -> Answer {
+    let fields = match json_body(body) {
+        Ok(f) => f,
+        Err(a) => return a,
+    };
+    let text = |key: &str| fields.get(key).and_then(Json::as_str).unwrap_or("");
+    let kind = text("type").to_string();
+    let stream = match text("stream") {
+        "" => "downstream".to_string(),
+        s => s.to_ascii_lowercase(),
+    };
+    let name = match text("name") {
+        "" => format!("{kind}_{stream}"),
+        n => n.to_string(),
+    };
+    let toxicity = match fields.get("toxicity") {
+        None => 1.0,
+        Some(t) => match t.as_f64() {
+            Some(t) => t,
+            None => {
+                return error(
+                    400,
+                    format!("bad request body: toxicity {t} is not a number"),
+                )
+            }
+        },
+    };
+    let attributes = match fields.get("attributes") {
+        None | Some(Json::Null) => Map::new(),
+        Some(Json::Object(a)) => a.clone(),
+        Some(other) => {
+            return error(
+                400,
+                format!("bad request body: attributes {other} is not an object"),
+            )
+        }
+    };
+    let toxic = match build_toxic(state, &name, &kind, &stream, toxicity, &attributes) {
+        Ok(t) => t,
+        Err(a) => return a,
+    };
+    let shown = toxic_json(&toxic);
+    match change_toxics(state, |toxics| {
+        if toxics.get(&name).is_some() {
+            return Err(error(409, "toxic already exists"));
+        }
+        Ok(toxics.with(toxic))
+    }) {
+        Ok(()) => {
+            log::info!("toxic {name} added");
+            ok(shown)
+        }
+        Err(a) => a,
+    }
+}
+
+/// `POST/PATCH /proxies/vaurien/toxics/NAME`: the attributes and toxicity given are merged
+/// onto the toxic; its type and stream stay.
+fn update_toxic(state: &ControlState, name: &str, body: &[u8]) -> Answer {
+    let fields = match json_body(body) {
+        Ok(f) => f,
+        Err(a) => return a,
+    };
+    let mut shown = Json::Null;
+    let result = change_toxics(state, |toxics| {
+        let Some(old) = toxics.get(name) else {
+            return Err(error(404, "toxic not found"));
+        };
+        let mut attributes = old.attributes.clone();
+        if let Some(Json::Object(given)) = fields.get("attributes") {
+            attributes.extend(given.clone());
+        }
+        let toxicity = fields
+            .get("toxicity")
+            .and_then(Json::as_f64)
+            .unwrap_or(old.toxicity);
+        let toxic = build_toxic(
+            state,
+            name,
+            &old.kind,
+            old.stream.as_str(),
+            toxicity,
+            &attributes,
+        )?;
+        shown = toxic_json(&toxic);
+        Ok(toxics.with(toxic))
+    });
+    match result {
+        Ok(()) => {
+            log::info!("toxic {name} updated");
+            ok(shown)
+        }
+        Err(a) => a,
+    }
+}
+
+/// `DELETE /proxies/vaurien/toxics/NAME`: 204.
+fn remove_toxic(state: &ControlState, name: &str) -> Answer {
+    let result = change_toxics(state, |toxics| match toxics.get(name) {
+        Some(_) => Ok(toxics.without(name)),
+        None => Err(error(404, "toxic not found")),
+    });
+    match result {
+        Ok(()) => {
+            log::info!("toxic {name} removed");
+            no_content()
+        }
+        Err(a) => a,
+    }
+}
+
+/// `POST /reset`: the proxy enabled again and every toxic removed; 204.
+fn reset(state: &ControlState) -> Answer {
+    if let Some(p) = &state.proxy {
+        if let Err(e) = p.set_enabled(true) {
+            return error(500, format!("listen tcp {}: {e}", p.listen()));
+        }
+    }
+    let _ = change_toxics(state, |_| Ok(Toxics::default()));
+    log::info!("reset: every toxic removed, the proxy enabled");
+    no_content()
+}

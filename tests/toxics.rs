@@ -1,0 +1,182 @@
+//! Toxics through Toxiproxy's API on the one proxy, `vaurien`: every route's status and body
+//! as Toxiproxy answers them, and what a client sees of the toxics they add.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+fn with_api(backend: &Backend) -> (ProxyProcess, std::net::SocketAddr) {
+    let backend = backend.arg();
+    let p = ProxyProcess::start(&[
+        "--backend",
+        &backend,
+        "--http",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+    ]);
+    let http = p.http_addr();
+    (p, http)
+}
+
+fn echo_time(p: &ProxyProcess) -> Duration {
+    let mut client = p.connect();
+    let t = Instant::now();
+    assert_eq!(exchange(&mut client, b"ping"), b"ping");
+    t.elapsed()
+}
+
+#[test]
+fn toxics_are_added_listed_updated_and_removed_with_toxiproxys_statuses() {
+    let echo = Backend::echo();
+    let (p, http) = with_api(&echo);
+    let (status, version) = api(http, "GET", "/version", "", "");
+    assert_eq!((status, version), (200, json!({"version": "2.12.0"})));
+    let (status, proxies) = api(http, "GET", "/proxies", "", "");
+    assert_eq!(status, 200);
+    let me = &proxies["vaurien"];
+    assert_eq!(me["listen"], p.addr.to_string());
+    assert_eq!(me["upstream"], echo.arg());
+    assert_eq!(me["enabled"], true);
+    assert_eq!(me["toxics"], json!([]));
+    // A latency toxic with Toxiproxy's defaults: downstream, toxicity 1, named TYPE_STREAM.
+    let (status, toxic) = api(
+        http,
+        "POST",
+        "/proxies/vaurien/toxics",
+        r#"{"type": "latency", "attributes": {"latency": 300.0}}"#,
+        "",
+    );
+    assert_eq!(status, 200, "{toxic}");
+    assert_eq!(toxic["name"], "latency_downstream");
+    assert_eq!(toxic["stream"], "downstream");
+    assert_eq!(toxic["toxicity"], 1.0);
+    assert_eq!(toxic["attributes"], json!({"latency": 300, "jitter": 0}));
+    let took = echo_time(&p);
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // Statuses: a duplicate, an unknown type or stream, unknown proxy and toxic.
+    for (method, path, body, status, message) in [
+        (
+            "POST",
+            "/proxies/vaurien/toxics",
+            r#"{"type": "latency"}"#,
+            409,
+            "toxic already exists",
+        ),
+        (
+            "POST",
+            "/proxies/vaurien/toxics",
+            r#"{"type": "nope"}"#,
+            400,
+            "invalid toxic type",
+        ),
+        (
+            "POST",
+            "/proxies/vaurien/toxics",
+            r#"{"type": "latency", "name": "x", "stream": "sideways"}"#,
+            400,
+            "stream was invalid, can be either upstream or downstream",
+        ),
+        ("GET", "/proxies/nope", "", 404, "proxy not found"),
+        ("GET", "/proxies/nope/toxics", "", 404, "proxy not found"),
+        (
+            "GET",
+            "/proxies/vaurien/toxics/nope",
+            "",
+            404,
+            "toxic not found",
+        ),
+        (
+            "DELETE",
+            "/proxies/vaurien/toxics/nope",
+            "",
+            404,
+            "toxic not found",
+        ),
+        (
+            "POST",
+            "/proxies",
+            r#"{"name": "vaurien", "upstream": "x:1"}"#,
+            409,
+            "proxy already exists",
+        ),
+    ] {
+        let (got, answer) = api(http, method, path, body, "");
+        assert_eq!(got, status, "{method} {path} {body}: {answer}");
+        assert_eq!(
+            answer,
+            json!({"error": message, "status": status}),
+            "{method} {path}"
+        );
+    }
+    // A partial update keeps what it does not name.
+    let (status, updated) = api(
+        http,
+        "PATCH",
+        "/proxies/vaurien/toxics/latency_downstream",
+        r#"{"attributes": {"jitter": 10}}"#,
+        "",
+    );
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["attributes"], json!({"latency": 300, "jitter": 10}));
+    assert_eq!(updated["toxicity"], 1.0);
+    // Listed, upstream ones first.
+    for body in [
+        r#"{"type": "limit_data", "name": "cut", "attributes": {"bytes": 2}}"#,
+        r#"{"type": "latency", "name": "up", "stream": "upstream"}"#,
+    ] {
+        let (status, answer) = api(http, "POST", "/proxies/vaurien/toxics", body, "");
+        assert_eq!(status, 200, "{body}: {answer}");
+    }
+    let (_, list) = api(http, "GET", "/proxies/vaurien/toxics", "", "");
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["up", "latency_downstream", "cut"]);
+    // The limit cuts the next echo to its first 2 bytes.
+    let mut client = p.connect();
+    let _ = client.write_all(b"hello");
+    let got = within(Duration::from_secs(10), "the cut echo", move || {
+        read_to_end(&mut client)
+    });
+    assert_eq!(got.unwrap_or_default(), b"he");
+    let (status, body) = api(http, "DELETE", "/proxies/vaurien/toxics/cut", "", "");
+    assert_eq!((status, body), (204, serde_json::Value::Null));
+    // Reset: every toxic removed, and the proxy enabled again.
+    let (status, _) = api(
+        http,
+        "POST",
+        "/proxies/vaurien",
+        r#"{"enabled": false}"#,
+        "",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        std::net::TcpStream::connect(p.addr).is_err(),
+        "disabled: refused"
+    );
+    let (status, _) = api(http, "POST", "/reset", "", "");
+    assert_eq!(status, 204);
+    let (_, me) = api(http, "GET", "/proxies/vaurien", "", "");
+    assert_eq!(
+        (me["enabled"].clone(), me["toxics"].clone()),
+        (json!(true), json!([]))
+    );
+    assert!(echo_time(&p) < Duration::from_millis(200));
+    // What needs several proxies says so.
+    let (status, answer) = api(
+        http,
+        "POST",
+        "/proxies",
+        r#"{"name": "redis", "upstream": "127.0.0.1:6379"}"#,
+        "",
+    );
+    assert_eq!(status, 501, "{answer}");
+}
