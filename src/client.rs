@@ -31,7 +31,10 @@ impl fmt::Display for ClientError {
             ClientError::Io(e) => write!(f, "{e}"),
             ClientError::TimedOut(t) => write!(f, "the control API did not answer within {t:?}"),
             ClientError::Status(code, body) => {
-                let described = body["errors"][0]["description"].as_str();
+                // The original's error shape, or Toxiproxy's.
+                let described = body["errors"][0]["description"]
+                    .as_str()
+                    .or(body["error"].as_str());
                 match described {
                     Some(d) => write!(f, "{code}: {d}"),
                     None => write!(f, "{code}: {body}"),
@@ -174,6 +177,19 @@ impl Client {
     /// it is then.
     pub fn set_enabled(&self, on: bool) -> Result<Json, ClientError> {
         self.request("PUT", "/proxy", Some(&json!({"enabled": on})))
+    }
+
+    /// Adds a toxic to `proxy` (Toxiproxy's `POST /proxies/{proxy}/toxics`): `toxic` holds
+    /// `type` and, when not the defaults, `name`, `stream`, `toxicity` and `attributes`.
+    /// The toxic as the proxy made it.
+    pub fn add_toxic(&self, proxy: &str, toxic: &Json) -> Result<Json, ClientError> {
+        self.request("POST", &format!("/proxies/{proxy}/toxics"), Some(toxic))
+    }
+
+    /// Removes toxic `name` of `proxy`.
+    pub fn remove_toxic(&self, proxy: &str, name: &str) -> Result<(), ClientError> {
+        self.request("DELETE", &format!("/proxies/{proxy}/toxics/{name}"), None)
+            .map(drop)
     }
 
     /// The proxy's counters.

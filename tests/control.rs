@@ -20,19 +20,9 @@ fn with_api(extra: &[&str]) -> (ProxyProcess, SocketAddr) {
 }
 
 fn ctl(http: SocketAddr, args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["--host".to_string(), format!("http://{http}")];
-    all.extend(args.iter().map(|s| s.to_string()));
-    let out = within(Duration::from_secs(10), "vaurienctl", move || {
-        Command::new(env!("CARGO_BIN_EXE_vaurienctl"))
-            .args(&all)
-            .output()
-            .unwrap()
-    });
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    )
+    let host = format!("http://{http}");
+    let all = [&["--host", host.as_str()][..], args].concat();
+    vaurienctl(&all, &[])
 }
 
 /// One ping-pong through the proxy on a new connection: Some(answer) or None when closed.

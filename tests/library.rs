@@ -104,3 +104,29 @@ fn a_custom_behavior_is_usable_in_mixes_and_through_the_api() {
         "calls of nope are counted"
     );
 }
+
+#[test]
+fn a_test_adds_and_removes_toxics_and_takes_the_proxy_down() {
+    let backend = Backend::echo();
+    let proxy = start(&backend, Registry::builtin());
+    let client = proxy.client().expect("the control API is on");
+    let toxic = client
+        .add_toxic(
+            "vaurien",
+            &json!({"type": "timeout", "name": "silence", "attributes": {"timeout": 200}}),
+        )
+        .unwrap();
+    assert_eq!(toxic["stream"], "downstream");
+    assert_eq!(ping(proxy.proxy_addr()), None, "the answer is dropped");
+    client.remove_toxic("vaurien", "silence").unwrap();
+    assert_eq!(ping(proxy.proxy_addr()).as_deref(), Some(&b"ping"[..]));
+    proxy.set_enabled(false).unwrap();
+    assert!(!proxy.enabled());
+    assert!(
+        TcpStream::connect(proxy.proxy_addr()).is_err(),
+        "down: refused"
+    );
+    proxy.set_enabled(true).unwrap();
+    assert_eq!(ping(proxy.proxy_addr()).as_deref(), Some(&b"ping"[..]));
+    proxy.stop();
+}

@@ -180,3 +180,81 @@ fn toxics_are_added_listed_updated_and_removed_with_toxiproxys_statuses() {
     );
     assert_eq!(status, 501, "{answer}");
 }
+
+#[test]
+fn vaurienctl_speaks_toxiproxy_clis_commands() {
+    let echo = Backend::echo();
+    let (p, http) = with_api(&echo);
+    let url = format!("http://{http}");
+    // TOXIPROXY_URL stands for --host, as with toxiproxy-cli.
+    let ctl = |args: &[&str]| vaurienctl(args, &[("TOXIPROXY_URL", url.as_str())]);
+    let echo_of = |msg: &[u8]| -> Vec<u8> {
+        let mut client = p.connect();
+        let _ = client.write_all(msg);
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        within(Duration::from_secs(10), "an echo", move || {
+            read_to_end(&mut client)
+        })
+        .unwrap_or_default()
+    };
+    let (status, out, err) = ctl(&[
+        "toxic",
+        "add",
+        "-n",
+        "cut",
+        "-t",
+        "limit_data",
+        "-a",
+        "bytes=2",
+        "vaurien",
+    ]);
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(
+        out,
+        "Added downstream limit_data toxic 'cut' on proxy 'vaurien'"
+    );
+    assert_eq!(echo_of(b"hello"), b"he");
+    let (status, out, _) = ctl(&["inspect", "vaurien"]);
+    assert_eq!(status, 0);
+    assert!(out.contains("cut\tdownstream limit_data"), "{out}");
+    let (status, out, _) = ctl(&["toxic", "update", "-n", "cut", "-a", "bytes=4", "vaurien"]);
+    assert_eq!(
+        (status, out.as_str()),
+        (0, "Updated toxic 'cut' on proxy 'vaurien'")
+    );
+    assert_eq!(echo_of(b"hello"), b"hell");
+    let (status, out, _) = ctl(&["toxic", "remove", "-n", "cut", "vaurien"]);
+    assert_eq!(
+        (status, out.as_str()),
+        (0, "Removed toxic 'cut' on proxy 'vaurien'")
+    );
+    assert_eq!(echo_of(b"hello"), b"hello");
+    let (status, out, _) = ctl(&["list"]);
+    assert_eq!(status, 0);
+    assert!(
+        out.contains(&format!("vaurien\t{}\t{}\ttrue\t0", p.addr, echo.arg())),
+        "{out}"
+    );
+    let (status, out, _) = ctl(&["toggle", "vaurien"]);
+    assert_eq!((status, out.as_str()), (0, "Proxy vaurien is now disabled"));
+    assert!(std::net::TcpStream::connect(p.addr).is_err());
+    let (status, out, _) = ctl(&["tog", "vaurien"]);
+    assert_eq!((status, out.as_str()), (0, "Proxy vaurien is now enabled"));
+    assert_eq!(echo_of(b"back"), b"back");
+    // Failures exit 1 with Toxiproxy's message.
+    let (status, _, err) = ctl(&["toxic", "remove", "-n", "cut", "vaurien"]);
+    assert_eq!(
+        (status, err.as_str()),
+        (1, "vaurienctl: toxic not found (404)")
+    );
+    let (status, _, err) = ctl(&["inspect", "nope"]);
+    assert_eq!(
+        (status, err.as_str()),
+        (1, "vaurienctl: proxy not found (404)")
+    );
+    let (status, _, err) = ctl(&["toxic", "add", "-t", "nope", "vaurien"]);
+    assert_eq!(
+        (status, err.as_str()),
+        (1, "vaurienctl: invalid toxic type (400)")
+    );
+}

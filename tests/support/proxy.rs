@@ -185,6 +185,28 @@ pub fn api(
     })
 }
 
+/// Runs `vaurienctl ARGS` with the environment variables `env` (10 s at most): its exit
+/// status, and its stdout and stderr, trimmed.
+pub fn vaurienctl(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let out = within(Duration::from_secs(10), "vaurienctl", move || {
+        Command::new(env!("CARGO_BIN_EXE_vaurienctl"))
+            .args(&args)
+            .envs(env)
+            .output()
+            .unwrap()
+    });
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
 /// `PUT /behavior` with `body` (a JSON object), which must be taken (200).
 pub fn set_behavior(http: SocketAddr, body: &str) {
     let (status, answer) = api(http, "PUT", "/behavior", body, "");

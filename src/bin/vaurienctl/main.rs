@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value as Json};
 use vaurien::client::{Client, ClientError};
 
+mod toxiproxy;
+
 const USAGE: &str =
     "Usage: vaurienctl [--host URL] [--http-host HOST] [--http-port PORT] [--token TOKEN] COMMAND
 
@@ -21,8 +23,20 @@ Commands:
   up                                   bring it back up, listening on the same address
   wait [--timeout SECONDS]             wait until the proxy answers (exit 1 on timeout, default 10)
 
+Toxiproxy CLI's commands (toxiproxy-cli), for the proxy named vaurien:
+  list                                 the proxies: listen, upstream, enabled, toxics
+  inspect NAME                         a proxy and its toxics
+  toggle NAME                          enable a disabled proxy, disable an enabled one
+  create -l LISTEN -u UPSTREAM NAME    create a proxy (not supported yet: one proxy per process)
+  delete NAME                          delete a proxy (not supported yet)
+  toxic add -n NAME -t TYPE [--tox TOXICITY] [-a KEY=VALUE]... [-u|-d] PROXY
+                                       add a toxic (default: downstream, toxicity 1)
+  toxic update -n NAME [--tox TOXICITY] [-a KEY=VALUE]... PROXY
+                                       change a toxic's toxicity and attributes
+  toxic remove -n NAME PROXY           remove a toxic
+
 Options:
-  --host URL         control API address (default: http://localhost:8080)
+  --host URL         control API address (default: $TOXIPROXY_URL, else http://localhost:8080)
   --http-host HOST   control API host, with --http-port instead of --host
   --http-port PORT   control API port (default: 8080)
   --token TOKEN      send 'Authorization: Bearer TOKEN'
@@ -109,6 +123,9 @@ fn main() {
     ) {
         (Some(url), None, None) => url,
         (Some(_), _, _) => usage_error("give --host or --http-host/--http-port, not both"),
+        (None, None, None) if std::env::var_os("TOXIPROXY_URL").is_some() => {
+            std::env::var("TOXIPROXY_URL").unwrap_or_default()
+        }
         (None, host, port) => format!(
             "http://{}:{}",
             host.as_deref().unwrap_or("localhost"),
@@ -191,6 +208,10 @@ fn main() {
             }
         }
         "wait" => wait(&client, rest),
-        other => usage_error(format!("unknown command '{other}'")),
+        other => match toxiproxy::run(&client, other, rest) {
+            Some(Ok(out)) => println!("{out}"),
+            Some(Err(e)) => fail(e),
+            None => usage_error(format!("unknown command '{other}'")),
+        },
     }
 }
