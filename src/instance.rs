@@ -4,99 +4,82 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::config::Config;
-use crate::control::{Control, ControlState, ProxySwitch};
+use crate::control::{Control, ControlState, ProxyDirectory, ProxySwitch};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::net::HostPort;
-use crate::proxy::{Proxy, StopHandle, Switch};
+use crate::proxies::{Proxies, Running, Switched};
 use crate::stats::Stats;
 
 /// How long stopping waits for open connections to finish.
 const DRAIN: Duration = Duration::from_millis(500);
 
-/// A running proxy; stops when dropped.
+/// The name of the command line's proxy.
+pub const MAIN_PROXY: &str = "vaurien";
+
+/// A running proxy (and those its control API created); stops when dropped.
 pub struct Vaurien {
     proxy_addr: SocketAddr,
     control: Option<Control>,
-    stopper: StopHandle,
-    accept_thread: Option<JoinHandle<()>>,
+    proxies: Arc<Proxies>,
     stats: Arc<Stats>,
     hub: Arc<Hub>,
     token: Option<String>,
-    switch: Arc<ProxyOf>,
-}
-
-/// The running proxy as the control API switches it.
-struct ProxyOf {
-    switch: Switch,
-    protocol: String,
-}
-
-impl ProxySwitch for ProxyOf {
-    fn listen(&self) -> SocketAddr {
-        self.switch.addr()
-    }
-    fn protocol(&self) -> &str {
-        &self.protocol
-    }
-    fn enabled(&self) -> bool {
-        self.switch.enabled()
-    }
-    fn set_enabled(&self, on: bool) -> std::io::Result<()> {
-        self.switch.set_enabled(on)
-    }
+    switch: Arc<Switched>,
+    stopped: bool,
 }
 
 impl Vaurien {
-    /// Binds the proxy (and the control API with `--http`) and starts accepting.
+    /// Binds the proxy, named `vaurien` (and the control API with `--http`), and starts
+    /// accepting.
     pub fn start(config: &Config) -> Result<Vaurien, Error> {
         let s = &config.settings();
-        let proxy = Proxy::bind(config)?;
-        let proxy_addr = proxy
-            .local_addr()
-            .map_err(|e| Error::Start(e.to_string()))?;
-        let switch = Arc::new(ProxyOf {
-            switch: proxy.switch(),
-            protocol: config.protocol().name().to_string(),
-        });
+        let main = Running::start(config)?;
+        let (proxy_addr, stats, hub, switch) = (
+            main.addr,
+            main.stats.clone(),
+            main.hub.clone(),
+            main.switch.clone(),
+        );
+        let proxies = Arc::new(Proxies::new(config.clone()));
+        proxies.insert(MAIN_PROXY, main);
         let control = if s.http {
             let at = HostPort {
                 host: s.http_host.clone(),
                 port: s.http_port,
             };
             let state = ControlState {
-                hub: proxy.hub(),
+                hub: hub.clone(),
                 registry: config.registry().clone(),
                 base_options: config.behavior_options().clone(),
-                stats: proxy.stats(),
+                stats: stats.clone(),
                 token: s.http_token.clone(),
                 proxy: Some(switch.clone() as Arc<dyn ProxySwitch>),
+                proxies: Some(proxies.clone() as Arc<dyn ProxyDirectory>),
             };
-            Some(Control::start(&at, state)?)
+            match Control::start(&at, state) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    proxies.stop_all();
+                    return Err(e);
+                }
+            }
         } else {
             None
         };
-        let stopper = proxy.stop_handle();
-        let (stats, hub) = (proxy.stats(), proxy.hub());
-        // This thread starts the first accepting worker and waits for the stop.
-        let accept_thread = std::thread::Builder::new()
-            .name("vaurien-accept".into())
-            .spawn(move || proxy.run())
-            .map_err(|e| Error::Start(format!("cannot start the accept thread: {e}")))?;
         Ok(Vaurien {
             proxy_addr,
             control,
-            stopper,
-            accept_thread: Some(accept_thread),
+            proxies,
             stats,
             hub,
             token: s.http_token.clone(),
             switch,
+            stopped: false,
         })
     }
 
@@ -157,16 +140,22 @@ impl Vaurien {
 
     fn shutdown(&mut self) {
         // `stop` consumes the handle and `Drop` runs after it: drain once.
-        let Some(accept_thread) = self.accept_thread.take() else {
+        if std::mem::replace(&mut self.stopped, true) {
             return;
-        };
-        self.stopper.stop();
-        let _ = accept_thread.join();
+        }
+        let stats = self.proxies.all_stats();
+        self.proxies.stop_all();
         if let Some(mut c) = self.control.take() {
             c.stop();
         }
+        let open = || {
+            stats
+                .iter()
+                .map(|s| s.connections_open.load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
         let deadline = Instant::now() + DRAIN;
-        while self.stats.connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        while open() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -69,6 +69,7 @@ pub mod mix;
 pub mod net;
 pub mod opts;
 pub mod protocol;
+pub(crate) mod proxies;
 pub(crate) mod proxy;
 mod registry;
 pub mod stats;

@@ -170,15 +170,82 @@ fn toxics_are_added_listed_updated_and_removed_with_toxiproxys_statuses() {
         (json!(true), json!([]))
     );
     assert!(echo_time(&p) < Duration::from_millis(200));
-    // What needs several proxies says so.
-    let (status, answer) = api(
+}
+
+#[test]
+fn proxies_are_created_listed_and_deleted_each_with_its_own_toxics() {
+    let echo = Backend::echo();
+    let (p, http) = with_api(&echo);
+    let body = format!(r#"{{"name": "second", "upstream": "{}"}}"#, echo.arg());
+    let (status, second) = api(http, "POST", "/proxies", &body, "");
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["name"], "second");
+    assert_eq!(second["enabled"], true);
+    assert_eq!(second["protocol"], "tcp");
+    let addr: std::net::SocketAddr = second["listen"]
+        .as_str()
+        .and_then(|l| l.parse().ok())
+        .expect("listen resolved, with its real port");
+    assert_ne!(addr.port(), 0);
+    for (body, status, message) in [
+        (body.as_str(), 409, "proxy already exists"),
+        (r#"{"name": "x"}"#, 400, "missing required field: upstream"),
+        (
+            r#"{"upstream": "127.0.0.1:1"}"#,
+            400,
+            "missing required field: name",
+        ),
+    ] {
+        let (got, answer) = api(http, "POST", "/proxies", body, "");
+        assert_eq!(
+            (got, answer),
+            (status, json!({"error": message, "status": status})),
+            "{body}"
+        );
+    }
+    let (_, all) = api(http, "GET", "/proxies", "", "");
+    let names: Vec<&String> = all.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["second", "vaurien"]);
+    // A toxic on the second proxy only: the first stays fast.
+    let (status, _) = api(
         http,
         "POST",
-        "/proxies",
-        r#"{"name": "redis", "upstream": "127.0.0.1:6379"}"#,
+        "/proxies/second/toxics",
+        r#"{"type": "latency", "attributes": {"latency": 300}}"#,
         "",
     );
-    assert_eq!(status, 501, "{answer}");
+    assert_eq!(status, 200);
+    let timed = |addr: std::net::SocketAddr| {
+        let mut client = connect(addr);
+        let t = Instant::now();
+        assert_eq!(exchange(&mut client, b"ping"), b"ping");
+        t.elapsed()
+    };
+    assert!(timed(addr) >= Duration::from_millis(300));
+    assert!(timed(p.addr) < Duration::from_millis(200));
+    // Created disabled: refused until enabled.
+    let third = format!(
+        r#"{{"name": "third", "upstream": "{}", "enabled": false}}"#,
+        echo.arg()
+    );
+    let (status, t) = api(http, "POST", "/proxies", &third, "");
+    assert_eq!((status, t["enabled"].clone()), (201, json!(false)));
+    let third_addr: std::net::SocketAddr = t["listen"].as_str().unwrap().parse().unwrap();
+    assert!(std::net::TcpStream::connect(third_addr).is_err());
+    // Reset enables every proxy and removes every toxic.
+    let (status, _) = api(http, "POST", "/reset", "", "");
+    assert_eq!(status, 204);
+    assert!(timed(addr) < Duration::from_millis(200));
+    assert!(timed(third_addr) < Duration::from_millis(200));
+    // Deleted: gone from the list, and its port refuses.
+    let (status, _) = api(http, "DELETE", "/proxies/second", "", "");
+    assert_eq!(status, 204);
+    let (status, _) = api(http, "GET", "/proxies/second", "", "");
+    assert_eq!(status, 404);
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "a deleted proxy's port refuses"
+    );
 }
 
 #[test]
@@ -257,4 +324,29 @@ fn vaurienctl_speaks_toxiproxy_clis_commands() {
         (status, err.as_str()),
         (1, "vaurienctl: invalid toxic type (400)")
     );
+}
+
+#[test]
+fn vaurienctl_creates_and_deletes_proxies() {
+    let echo = Backend::echo();
+    let (_p, http) = with_api(&echo);
+    let host = format!("http://{http}");
+    let ctl = |args: &[&str]| vaurienctl(&[&["--host", host.as_str()][..], args].concat(), &[]);
+    let (status, out, err) = ctl(&["create", "-l", "127.0.0.1:0", "-u", &echo.arg(), "extra"]);
+    assert_eq!(
+        (status, out.as_str()),
+        (0, "Created new proxy extra"),
+        "{err}"
+    );
+    let (_, proxy) = api(http, "GET", "/proxies/extra", "", "");
+    let addr: std::net::SocketAddr = proxy["listen"].as_str().unwrap().parse().unwrap();
+    assert_eq!(exchange(&mut connect(addr), b"hi"), b"hi");
+    let (status, _, err) = ctl(&["create", "-l", "127.0.0.1:0", "-u", &echo.arg(), "extra"]);
+    assert_eq!(
+        (status, err.as_str()),
+        (1, "vaurienctl: proxy already exists (409)")
+    );
+    let (status, out, _) = ctl(&["delete", "extra"]);
+    assert_eq!((status, out.as_str()), (0, "Deleted proxy extra"));
+    assert!(std::net::TcpStream::connect(addr).is_err());
 }

@@ -133,7 +133,7 @@ impl Config {
     }
 
     /// Builds the toxics `file` declares, in order; one for another proxy than `vaurien` is
-    /// refused (one proxy per process, so far).
+    /// refused (a file defines no other proxy, so far).
     fn build_toxics(
         registry: &Registry,
         file: &str,
@@ -144,7 +144,7 @@ impl Config {
             let at = format!("{file}: [toxic:{}:{}]", d.proxy, d.name);
             if d.proxy != "vaurien" {
                 return Err(Error::Config(format!(
-                    "{at}: unknown proxy '{}' (this version serves one proxy, named vaurien)",
+                    "{at}: unknown proxy '{}' ([proxy:NAME] sections are not read yet: a file's toxics belong to the proxy named vaurien)",
                     d.proxy
                 )));
             }
@@ -261,6 +261,46 @@ impl Config {
     /// The protocol the proxy serves, built while checking.
     pub fn protocol(&self) -> &Arc<dyn Protocol> {
         &self.protocol
+    }
+
+    /// The configuration of another proxy of the same process, created through the API: this
+    /// one's settings, listening on `listen`, forwarding to `backend`, with the `dummy` mix,
+    /// no toxic, and `protocol` (default tcp, as Toxiproxy's proxies are) with its defaults.
+    pub(crate) fn for_new_proxy(
+        &self,
+        listen: crate::net::HostPort,
+        backend: crate::net::HostPort,
+        protocol: Option<&str>,
+    ) -> Result<Config, String> {
+        let name = protocol.unwrap_or("tcp");
+        let spec = self.registry.protocol(name).ok_or_else(|| {
+            format!(
+                "unknown protocol '{name}' (known: {})",
+                self.registry.protocol_names().join(", ")
+            )
+        })?;
+        let values = Values::defaults(spec.options);
+        let protocol = (spec.build)(&values).map_err(|e| format!("protocol '{name}': {e}"))?;
+        let mix = Mix::parse_with("dummy", &self.registry, |b| {
+            crate::mix::activate_with(&self.behavior_options, b)
+        })
+        .map_err(|e| e.to_string())?;
+        let mut settings = self.settings.clone();
+        settings.proxy = listen;
+        settings.backend = backend;
+        settings.protocol = name.to_string();
+        settings.behavior = "dummy".to_string();
+        settings.http = false;
+        Ok(Config {
+            registry: self.registry.clone(),
+            settings,
+            globals: self.globals.clone(),
+            behavior_options: self.behavior_options.clone(),
+            protocol_options: self.protocol_options.clone(),
+            mix,
+            protocol,
+            toxics: crate::toxic::Toxics::default(),
+        })
     }
 
     /// The toxics the proxy starts with, built while checking.

@@ -35,6 +35,37 @@ pub trait ProxySwitch: Send + Sync {
     fn set_enabled(&self, on: bool) -> std::io::Result<()>;
 }
 
+/// One proxy of the process as Toxiproxy's routes see it: its live settings and its switch.
+#[derive(Clone)]
+pub struct ProxyRef {
+    /// Where its changes are published.
+    pub hub: Arc<Hub>,
+    /// Its address, protocol and enabled switch.
+    pub switch: Arc<dyn ProxySwitch>,
+}
+
+/// The proxies of the process, by name, as Toxiproxy's routes create, list and delete them.
+pub trait ProxyDirectory: Send + Sync {
+    /// Their names, sorted.
+    fn names(&self) -> Vec<String>;
+    /// The proxy named `name`.
+    fn get(&self, name: &str) -> Option<ProxyRef>;
+    /// Starts a proxy `name` listening on `listen` (port 0: any) and forwarding to
+    /// `upstream`, with `protocol` (default tcp); down unless `enabled`. On failure, the
+    /// status and message Toxiproxy answers (409 for a name taken, 400 for a bad address,
+    /// 500 for a listen error).
+    fn create(
+        &self,
+        name: &str,
+        listen: &str,
+        upstream: &str,
+        protocol: Option<&str>,
+        enabled: bool,
+    ) -> Result<ProxyRef, (u16, String)>;
+    /// Stops and forgets proxy `name`; `false` when there is none.
+    fn delete(&self, name: &str) -> bool;
+}
+
 /// What the control thread owns.
 pub struct ControlState {
     /// Where changes are published.
@@ -49,6 +80,8 @@ pub struct ControlState {
     pub token: Option<String>,
     /// The proxy's switch, for `/proxy` (none: that route answers 404).
     pub proxy: Option<Arc<dyn ProxySwitch>>,
+    /// Every proxy of the process, for Toxiproxy's routes (none: they see no proxy).
+    pub proxies: Option<Arc<dyn ProxyDirectory>>,
 }
 
 /// An API answer: status and JSON body.
@@ -339,6 +372,7 @@ mod tests {
             stats: Arc::new(Stats::default()),
             token: None,
             proxy: None,
+            proxies: None,
         }
     }
 

@@ -1,19 +1,16 @@
 //! Toxiproxy's API on the control server, beside the original routes (their paths do not
 //! meet): proxies, their toxics, reset and version, with Toxiproxy's statuses, shapes,
-//! defaults, merge rules and error body `{"error": "...", "status": N}`. This version serves
-//! one proxy, named `vaurien`: creating, deleting and populating proxies answer 501.
+//! defaults, merge rules and error body `{"error": "...", "status": N}`, over every proxy of
+//! the process ([`super::ProxyDirectory`]). Populating answers 501 so far.
 
 use serde_json::{json, Map, Value as Json};
 use tiny_http::Method;
 
-use super::{Answer, ControlState};
+use super::{Answer, ControlState, ProxyRef};
 use crate::hub::{Live, Toxic, Toxics};
 
 /// The version Toxiproxy clients are told: the API of Toxiproxy 2.12.
 pub const TOXIPROXY_VERSION: &str = "2.12.0";
-
-/// The name of the one proxy.
-const PROXY: &str = "vaurien";
 
 /// Whether `path` is one of Toxiproxy's.
 pub fn owns(path: &str) -> bool {
@@ -56,54 +53,112 @@ fn no_content() -> Answer {
 }
 
 fn not_yet(what: &str) -> Answer {
-    error(
-        501,
-        format!("{what} is not supported yet: this version serves one proxy, named {PROXY}"),
-    )
+    error(501, format!("{what} is not supported yet"))
 }
 
 /// Answers one of Toxiproxy's routes.
 pub fn route(state: &ControlState, method: &Method, path: &str, body: &[u8]) -> Answer {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let proxy = |name: &str| state.proxies.as_ref().and_then(|d| d.get(name));
     match (parts.as_slice(), method) {
         (["version"], Method::Get) => ok(json!({ "version": TOXIPROXY_VERSION })),
         (["reset"], Method::Post) => reset(state),
         (["populate"], Method::Post) => not_yet("populating proxies"),
-        (["proxies"], Method::Get) => match proxy_json(state) {
-            Some(p) => ok(json!({ PROXY: p })),
-            None => ok(json!({})),
-        },
-        (["proxies"], Method::Post) => match json_body(body) {
-            Ok(b) if b.get("name").and_then(Json::as_str) == Some(PROXY) => {
-                error(409, "proxy already exists")
-            }
-            Ok(_) => not_yet("creating proxies"),
-            Err(a) => a,
-        },
-        (["proxies", name, rest @ ..], _) if *name != PROXY || state.proxy.is_none() => {
-            let _ = rest;
-            error(404, "proxy not found")
+        (["proxies"], Method::Get) => ok(all_proxies(state)),
+        (["proxies"], Method::Post) => create_proxy(state, body),
+        (["proxies", name, ..], _) if proxy(name).is_none() => error(404, "proxy not found"),
+        (["proxies", name], Method::Get) => with(proxy(name), |p| ok(proxy_json(name, &p))),
+        (["proxies", name], Method::Post | Method::Patch) => {
+            with(proxy(name), |p| update_proxy(name, &p, body))
         }
-        (["proxies", _], Method::Get) => proxy_answer(state),
-        (["proxies", _], Method::Post | Method::Patch) => update_proxy(state, body),
-        (["proxies", _], Method::Delete) => not_yet("deleting proxies"),
-        (["proxies", _, "toxics"], Method::Get) => ok(toxics_json(&state.hub.current().toxics)),
-        (["proxies", _, "toxics"], Method::Post) => add_toxic(state, body),
-        (["proxies", _, "toxics", toxic], Method::Get) => {
-            match state.hub.current().toxics.get(toxic) {
+        (["proxies", name], Method::Delete) => {
+            match state.proxies.as_ref().is_some_and(|d| d.delete(name)) {
+                true => no_content(),
+                false => error(404, "proxy not found"),
+            }
+        }
+        (["proxies", name, "toxics"], Method::Get) => {
+            with(proxy(name), |p| ok(toxics_json(&p.hub.current().toxics)))
+        }
+        (["proxies", name, "toxics"], Method::Post) => {
+            with(proxy(name), |p| add_toxic(state, &p, body))
+        }
+        (["proxies", name, "toxics", toxic], Method::Get) => {
+            with(proxy(name), |p| match p.hub.current().toxics.get(toxic) {
                 Some(t) => ok(toxic_json(t)),
                 None => error(404, "toxic not found"),
-            }
+            })
         }
-        (["proxies", _, "toxics", toxic], Method::Post | Method::Patch) => {
-            update_toxic(state, toxic, body)
+        (["proxies", name, "toxics", toxic], Method::Post | Method::Patch) => {
+            with(proxy(name), |p| update_toxic(state, &p, toxic, body))
         }
-        (["proxies", _, "toxics", toxic], Method::Delete) => remove_toxic(state, toxic),
+        (["proxies", name, "toxics", toxic], Method::Delete) => {
+            with(proxy(name), |p| remove_toxic(&p, toxic))
+        }
         (["version" | "reset" | "populate" | "proxies"], _)
         | (["proxies", _] | ["proxies", _, "toxics"] | ["proxies", _, "toxics", _], _) => {
             error(405, format!("{method} is not allowed on {path}"))
         }
         _ => error(404, "not found"),
+    }
+}
+
+/// `answer` for the proxy found, 404 when it went meanwhile.
+fn with(proxy: Option<ProxyRef>, answer: impl FnOnce(ProxyRef) -> Answer) -> Answer {
+    match proxy {
+        Some(p) => answer(p),
+        None => error(404, "proxy not found"),
+    }
+}
+
+/// `GET /proxies`: name → proxy.
+fn all_proxies(state: &ControlState) -> Json {
+    let Some(dir) = &state.proxies else {
+        return json!({});
+    };
+    let all: Map<String, Json> = dir
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            let p = dir.get(&name)?;
+            Some((name.clone(), proxy_json(&name, &p)))
+        })
+        .collect();
+    Json::Object(all)
+}
+
+/// `POST /proxies`: 201 with the proxy; 400 without a name or upstream, 409 for a name
+/// taken, 500 when it cannot listen.
+fn create_proxy(state: &ControlState, body: &[u8]) -> Answer {
+    let fields = match json_body(body) {
+        Ok(f) => f,
+        Err(a) => return a,
+    };
+    let text = |key: &str| fields.get(key).and_then(Json::as_str).unwrap_or("");
+    for key in ["name", "upstream"] {
+        if text(key).is_empty() {
+            return error(400, format!("missing required field: {key}"));
+        }
+    }
+    let Some(dir) = &state.proxies else {
+        return error(500, "no proxy can be created here");
+    };
+    let listen = match text("listen") {
+        "" => "127.0.0.1:0",
+        l => l,
+    };
+    let enabled = fields
+        .get("enabled")
+        .and_then(Json::as_bool)
+        .unwrap_or(true);
+    let protocol = fields.get("protocol").and_then(Json::as_str);
+    let name = text("name");
+    match dir.create(name, listen, text("upstream"), protocol, enabled) {
+        Ok(p) => Answer {
+            status: 201,
+            body: proxy_json(name, &p),
+        },
+        Err((status, message)) => error(status, message),
     }
 }
 
@@ -141,42 +196,31 @@ fn toxics_json(toxics: &Toxics) -> Json {
 }
 
 /// The proxy as Toxiproxy shows it, with vaurien's `protocol` and `behavior` besides.
-fn proxy_json(state: &ControlState) -> Option<Json> {
-    let p = state.proxy.as_ref()?;
-    let live = state.hub.current();
-    Some(json!({
-        "name": PROXY,
-        "listen": p.listen().to_string(),
+fn proxy_json(name: &str, p: &ProxyRef) -> Json {
+    let live = p.hub.current();
+    json!({
+        "name": name,
+        "listen": p.switch.listen().to_string(),
         "upstream": live.backend.to_string(),
-        "enabled": p.enabled(),
+        "enabled": p.switch.enabled(),
         "toxics": toxics_json(&live.toxics),
-        "protocol": p.protocol(),
+        "protocol": p.switch.protocol(),
         "behavior": live.mix.to_string(),
-    }))
+    })
 }
 
-fn proxy_answer(state: &ControlState) -> Answer {
-    match proxy_json(state) {
-        Some(p) => ok(p),
-        None => error(404, "proxy not found"),
-    }
-}
-
-/// `POST/PATCH /proxies/vaurien`: `enabled` and `upstream` are merged onto the proxy.
-fn update_proxy(state: &ControlState, body: &[u8]) -> Answer {
+/// `POST/PATCH /proxies/NAME`: `enabled` and `upstream` are merged onto the proxy.
+fn update_proxy(name: &str, p: &ProxyRef, body: &[u8]) -> Answer {
     let fields = match json_body(body) {
         Ok(f) => f,
         Err(a) => return a,
     };
-    let Some(p) = state.proxy.as_ref() else {
-        return error(404, "proxy not found");
-    };
     if let Some(listen) = fields.get("listen").and_then(Json::as_str) {
         let same = crate::net::HostPort::parse(listen)
             .ok()
-            .is_some_and(|hp| hp.port == p.listen().port() || hp.port == 0);
+            .is_some_and(|hp| hp.port == p.switch.listen().port() || hp.port == 0);
         if !same {
-            return not_yet("moving the proxy to another listen address");
+            return not_yet("moving a proxy to another listen address");
         }
     }
     if let Some(upstream) = fields.get("upstream") {
@@ -189,8 +233,8 @@ fn update_proxy(state: &ControlState, body: &[u8]) -> Answer {
                 format!("bad request body: upstream {upstream} is not HOST:PORT"),
             );
         };
-        log::info!("backend changed to {backend}");
-        let _ = state.hub.update(|current| {
+        log::info!("{name}: backend changed to {backend}");
+        let _ = p.hub.update(|current| {
             Ok::<_, ()>(Live {
                 mix: current.mix.clone(),
                 backend,
@@ -201,8 +245,8 @@ fn update_proxy(state: &ControlState, body: &[u8]) -> Answer {
     match fields.get("enabled") {
         None => {}
         Some(Json::Bool(on)) => {
-            if let Err(e) = p.set_enabled(*on) {
-                return error(500, format!("listen tcp {}: {e}", p.listen()));
+            if let Err(e) = p.switch.set_enabled(*on) {
+                return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
             }
         }
         Some(other) => {
@@ -212,15 +256,15 @@ fn update_proxy(state: &ControlState, body: &[u8]) -> Answer {
             )
         }
     }
-    proxy_answer(state)
+    ok(proxy_json(name, p))
 }
 
 /// Replaces the toxics with what `change` makes of them, in one step.
 fn change_toxics(
-    state: &ControlState,
+    p: &ProxyRef,
     change: impl FnOnce(&Toxics) -> Result<Toxics, Answer>,
 ) -> Result<(), Answer> {
-    state.hub.update(|current| {
+    p.hub.update(|current| {
         Ok(Live {
             mix: current.mix.clone(),
             backend: current.backend.clone(),
@@ -256,9 +300,9 @@ fn build_toxic(
     })
 }
 
-/// `POST /proxies/vaurien/toxics`: Toxiproxy's defaults (downstream, toxicity 1, name
+/// `POST /proxies/NAME/toxics`: Toxiproxy's defaults (downstream, toxicity 1, name
 /// `TYPE_STREAM`); 200 with the toxic.
-fn add_toxic(state: &ControlState, body: &[u8]) -> Answer {
+fn add_toxic(state: &ControlState, p: &ProxyRef, body: &[u8]) -> Answer {
     let fields = match json_body(body) {
         Ok(f) => f,
         Err(a) => return a,
@@ -300,7 +344,7 @@ fn add_toxic(state: &ControlState, body: &[u8]) -> Answer {
         Err(a) => return a,
     };
     let shown = toxic_json(&toxic);
-    match change_toxics(state, |toxics| {
+    match change_toxics(p, |toxics| {
         if toxics.get(&name).is_some() {
             return Err(error(409, "toxic already exists"));
         }
@@ -314,15 +358,15 @@ fn add_toxic(state: &ControlState, body: &[u8]) -> Answer {
     }
 }
 
-/// `POST/PATCH /proxies/vaurien/toxics/NAME`: the attributes and toxicity given are merged
+/// `POST/PATCH /proxies/PROXY/toxics/NAME`: the attributes and toxicity given are merged
 /// onto the toxic; its type and stream stay.
-fn update_toxic(state: &ControlState, name: &str, body: &[u8]) -> Answer {
+fn update_toxic(state: &ControlState, p: &ProxyRef, name: &str, body: &[u8]) -> Answer {
     let fields = match json_body(body) {
         Ok(f) => f,
         Err(a) => return a,
     };
     let mut shown = Json::Null;
-    let result = change_toxics(state, |toxics| {
+    let result = change_toxics(p, |toxics| {
         let Some(old) = toxics.get(name) else {
             return Err(error(404, "toxic not found"));
         };
@@ -354,9 +398,9 @@ fn update_toxic(state: &ControlState, name: &str, body: &[u8]) -> Answer {
     }
 }
 
-/// `DELETE /proxies/vaurien/toxics/NAME`: 204.
-fn remove_toxic(state: &ControlState, name: &str) -> Answer {
-    let result = change_toxics(state, |toxics| match toxics.get(name) {
+/// `DELETE /proxies/PROXY/toxics/NAME`: 204.
+fn remove_toxic(p: &ProxyRef, name: &str) -> Answer {
+    let result = change_toxics(p, |toxics| match toxics.get(name) {
         Some(_) => Ok(toxics.without(name)),
         None => Err(error(404, "toxic not found")),
     });
@@ -369,14 +413,18 @@ fn remove_toxic(state: &ControlState, name: &str) -> Answer {
     }
 }
 
-/// `POST /reset`: the proxy enabled again and every toxic removed; 204.
+/// `POST /reset`: every proxy enabled again and every toxic removed; 204.
 fn reset(state: &ControlState) -> Answer {
-    if let Some(p) = &state.proxy {
-        if let Err(e) = p.set_enabled(true) {
-            return error(500, format!("listen tcp {}: {e}", p.listen()));
+    let Some(dir) = &state.proxies else {
+        return no_content();
+    };
+    for name in dir.names() {
+        let Some(p) = dir.get(&name) else { continue };
+        if let Err(e) = p.switch.set_enabled(true) {
+            return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
         }
+        let _ = change_toxics(&p, |_| Ok(Toxics::default()));
     }
-    let _ = change_toxics(state, |_| Ok(Toxics::default()));
-    log::info!("reset: every toxic removed, the proxy enabled");
+    log::info!("reset: every toxic removed, every proxy enabled");
     no_content()
 }

@@ -23,12 +23,12 @@ Commands:
   up                                   bring it back up, listening on the same address
   wait [--timeout SECONDS]             wait until the proxy answers (exit 1 on timeout, default 10)
 
-Toxiproxy CLI's commands (toxiproxy-cli), for the proxy named vaurien:
+Toxiproxy CLI's commands (toxiproxy-cli); the command line's proxy is named vaurien:
   list                                 the proxies: listen, upstream, enabled, toxics
   inspect NAME                         a proxy and its toxics
   toggle NAME                          enable a disabled proxy, disable an enabled one
-  create -l LISTEN -u UPSTREAM NAME    create a proxy (not supported yet: one proxy per process)
-  delete NAME                          delete a proxy (not supported yet)
+  create -l LISTEN -u UPSTREAM NAME    start another proxy in the running process (tcp)
+  delete NAME                          stop and delete a proxy
   toxic add -n NAME -t TYPE [--tox TOXICITY] [-a KEY=VALUE]... [-u|-d] PROXY
                                        add a toxic (default: downstream, toxicity 1)
   toxic update -n NAME [--tox TOXICITY] [-a KEY=VALUE]... PROXY

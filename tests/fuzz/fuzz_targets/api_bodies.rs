@@ -27,6 +27,7 @@ fn state() -> &'static ControlState {
             stats: Arc::new(Stats::default()),
             token: None,
             proxy: None,
+            proxies: None,
         }
     })
 }
