@@ -30,6 +30,9 @@ mod real_http;
 /// `make test-real`).
 mod real_redis;
 
+/// Toxiproxy's Python client against the Toxiproxy API (ignored: `make test-real`).
+mod real_toxiproxy;
+
 /// The control API, vaurienctl, statistics and statsd, and a Makefile driving vaurien.
 mod control;
 
