@@ -350,3 +350,58 @@ fn vaurienctl_creates_and_deletes_proxies() {
     assert_eq!((status, out.as_str()), (0, "Deleted proxy extra"));
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn populate_leaves_identical_proxies_and_their_toxics_alone_and_replaces_changed_ones() {
+    let echo = Backend::echo();
+    let other = Backend::echo();
+    let (_p, http) = with_api(&echo);
+    let first = json!([{
+        "name": "pop", "upstream": echo.arg(), "listen": "127.0.0.1:0",
+        "toxics": [{"type": "latency", "attributes": {"latency": 300}}]
+    }]);
+    let (status, answer) = api(http, "POST", "/populate", &first.to_string(), "");
+    assert_eq!(status, 201, "{answer}");
+    let pop = &answer["proxies"][0];
+    assert_eq!(pop["toxics"][0]["name"], "latency_downstream");
+    let listen = pop["listen"].as_str().unwrap().to_string();
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let timed = |addr: std::net::SocketAddr| {
+        let mut client = connect(addr);
+        let t = Instant::now();
+        assert_eq!(exchange(&mut client, b"ping"), b"ping");
+        t.elapsed()
+    };
+    assert!(timed(addr) >= Duration::from_millis(300));
+    // The same proxy again (as Toxiproxy's clients send it, wrapped), and a new one.
+    let again = json!({"proxies": [
+        {"name": "pop", "upstream": echo.arg(), "listen": listen},
+        {"name": "pop2", "upstream": echo.arg()},
+    ]});
+    let (status, answer) = api(http, "POST", "/populate", &again.to_string(), "");
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        answer["proxies"][0]["toxics"].as_array().map(Vec::len),
+        Some(1),
+        "kept"
+    );
+    assert!(
+        timed(addr) >= Duration::from_millis(300),
+        "the toxic still acts"
+    );
+    let (_, all) = api(http, "GET", "/proxies", "", "");
+    assert!(all["pop2"].is_object(), "{all}");
+    // A changed upstream replaces the proxy: its toxics are gone.
+    let changed = json!([{"name": "pop", "upstream": other.arg(), "listen": listen}]);
+    let (status, answer) = api(http, "POST", "/populate", &changed.to_string(), "");
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["proxies"][0]["toxics"], json!([]));
+    assert_eq!(answer["proxies"][0]["upstream"], other.arg());
+    // Checked before anything changes.
+    let bad = json!([{"name": "pop3", "upstream": echo.arg()}, {"upstream": echo.arg()}]);
+    let (status, answer) = api(http, "POST", "/populate", &bad.to_string(), "");
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"], "missing required field: name at proxy 2");
+    let (status, _) = api(http, "GET", "/proxies/pop3", "", "");
+    assert_eq!(status, 404, "nothing was created");
+}

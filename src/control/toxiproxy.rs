@@ -1,7 +1,7 @@
 //! Toxiproxy's API on the control server, beside the original routes (their paths do not
 //! meet): proxies, their toxics, reset and version, with Toxiproxy's statuses, shapes,
 //! defaults, merge rules and error body `{"error": "...", "status": N}`, over every proxy of
-//! the process ([`super::ProxyDirectory`]). Populating answers 501 so far.
+//! the process ([`super::ProxyDirectory`]).
 
 use serde_json::{json, Map, Value as Json};
 use tiny_http::Method;
@@ -63,7 +63,7 @@ pub fn route(state: &ControlState, method: &Method, path: &str, body: &[u8]) -> 
     match (parts.as_slice(), method) {
         (["version"], Method::Get) => ok(json!({ "version": TOXIPROXY_VERSION })),
         (["reset"], Method::Post) => reset(state),
-        (["populate"], Method::Post) => not_yet("populating proxies"),
+        (["populate"], Method::Post) => populate(state, body),
         (["proxies"], Method::Get) => ok(all_proxies(state)),
         (["proxies"], Method::Post) => create_proxy(state, body),
         (["proxies", name, ..], _) if proxy(name).is_none() => error(404, "proxy not found"),
@@ -100,6 +100,82 @@ pub fn route(state: &ControlState, method: &Method, path: &str, body: &[u8]) -> 
             error(405, format!("{method} is not allowed on {path}"))
         }
         _ => error(404, "not found"),
+    }
+}
+
+/// `POST /populate` with an array of proxies (or `{"proxies": [...]}`): each one that differs
+/// from the proxy of its name (listen or upstream), or is new, is (re)created, with the
+/// toxics it lists (Toxiproxy ignores them); an identical one is left as it is, toxics and
+/// all; proxies not named are kept. Every entry is checked before anything changes; a later
+/// failure keeps what was done and answers the error with the proxies so far. 201 with
+/// `{"proxies": [...]}`.
+fn populate(state: &ControlState, body: &[u8]) -> Answer {
+    let list = match serde_json::from_slice::<Json>(body) {
+        Ok(Json::Array(list)) => list,
+        Ok(Json::Object(mut o)) => match o.remove("proxies") {
+            Some(Json::Array(list)) => list,
+            _ => return error(400, "bad request body: expected an array of proxies"),
+        },
+        Ok(_) => return error(400, "bad request body: expected an array of proxies"),
+        Err(e) => return error(400, format!("bad request body: {e}")),
+    };
+    for (i, entry) in list.iter().enumerate() {
+        for key in ["name", "upstream"] {
+            if entry[key].as_str().unwrap_or("").is_empty() {
+                return error(
+                    400,
+                    format!("missing required field: {key} at proxy {}", i + 1),
+                );
+            }
+        }
+    }
+    let Some(dir) = &state.proxies else {
+        return error(500, "no proxy can be created here");
+    };
+    let mut done = Vec::new();
+    let failed = |done: Vec<Json>, status: u16, message: String| Answer {
+        status,
+        body: json!({"error": message, "status": status, "proxies": done}),
+    };
+    for entry in &list {
+        let text = |key: &str| entry[key].as_str().unwrap_or("");
+        let name = text("name");
+        let listen = match text("listen") {
+            "" => "127.0.0.1:0",
+            l => l,
+        };
+        if let Some(existing) = dir.get(name) {
+            let same_listen = crate::net::HostPort::parse(listen)
+                .is_ok_and(|hp| hp.port != 0 && hp.port == existing.switch.listen().port());
+            let same_upstream = existing.hub.current().backend.to_string() == text("upstream");
+            if same_listen && same_upstream {
+                done.push(proxy_json(name, &existing));
+                continue;
+            }
+            dir.delete(name);
+        }
+        let enabled = entry["enabled"].as_bool().unwrap_or(true);
+        let protocol = entry["protocol"].as_str();
+        let created = match dir.create(name, listen, text("upstream"), protocol, enabled) {
+            Ok(p) => p,
+            Err((status, message)) => return failed(done, status, message),
+        };
+        for toxic in entry["toxics"].as_array().into_iter().flatten() {
+            let body = toxic.to_string();
+            let added = add_toxic(state, &created, body.as_bytes());
+            if added.status != 200 {
+                let why = added.body["error"]
+                    .as_str()
+                    .unwrap_or("bad toxic")
+                    .to_string();
+                return failed(done, added.status, format!("{why} at proxy {name}"));
+            }
+        }
+        done.push(proxy_json(name, &created));
+    }
+    Answer {
+        status: 201,
+        body: json!({ "proxies": done }),
     }
 }
 
