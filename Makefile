@@ -26,7 +26,7 @@ SOAK_SECS ?= 600
 BINS = vaurien vaurienctl
 MANS = man/vaurien.1 man/vaurienctl.1
 
-.PHONY: all build test test-real demo bench fuzz soak man lint install uninstall clean
+.PHONY: all build test test-real demo bench fuzz soak man lint install install-toxiproxy-link uninstall clean
 
 all: build
 
@@ -65,8 +65,13 @@ install: build
 	for b in $(BINS); do install -m 755 target/release/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; done
 	for m in $(MANS); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man1/ || exit 1; done
 
+# Drop-in mode: `toxiproxy-server` runs vaurien with Toxiproxy's flags and config file.
+install-toxiproxy-link: install
+	ln -sf vaurien $(DESTDIR)$(PREFIX)/bin/toxiproxy-server
+
 uninstall:
 	for b in $(BINS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$b; done
+	[ -L $(DESTDIR)$(PREFIX)/bin/toxiproxy-server ] && rm -f $(DESTDIR)$(PREFIX)/bin/toxiproxy-server || true
 	for m in $(MANS); do rm -f $(DESTDIR)$(MANPREFIX)/man1/$$(basename $$m); done
 
 clean:

@@ -14,7 +14,12 @@ use crate::registry::Registry;
 /// Runs the `vaurien` command line `args` (without the program name) with `registry`, until
 /// SIGINT or SIGTERM; returns the exit status.
 pub fn main_with(registry: Registry, args: &[String]) -> i32 {
-    match run(registry, args) {
+    let result = match args.split_first() {
+        // Drop-in mode: Toxiproxy's flags (the binary run as `toxiproxy-server` says so).
+        Some((first, rest)) if first == "--toxiproxy" => crate::dropin::run(registry, rest),
+        _ => run(registry, args),
+    };
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("vaurien: {e}");
@@ -37,7 +42,7 @@ fn run(registry: Registry, args: &[String]) -> Result<(), Error> {
     };
     let s = &config.settings();
     logging::init(s.log_level, &s.log_output)?;
-    give_large_frees_back_to_the_system();
+    crate::sys::malloc::give_large_frees_back_to_the_system();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -68,23 +73,6 @@ fn run(registry: Registry, args: &[String]) -> Result<(), Error> {
     }
     log::info!("stopped");
     Ok(())
-}
-
-/// Makes glibc serve every allocation of 128 KiB or more with its own mapping, returned to
-/// the system when freed.
-///
-/// By default glibc raises that threshold each time such a block is freed, so later large
-/// blocks come from the heap of the thread's arena and stay in the process once freed; with a
-/// thread per connection there are many arenas. A session that read one large message (an
-/// MSET of 60,000 keys) then gave its buffer back still cost its arena that memory: 20 idle
-/// redis sessions kept 30 MB. Nothing on the data path allocates that much (stream buffers
-/// are 64 KiB and come from a stock), so only large messages pay for a mapping.
-fn give_large_frees_back_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it is called before any connection.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
 }
 
 fn log_settings(config: &config::Config, proxy: &Vaurien) {

@@ -61,6 +61,7 @@ pub mod behavior;
 pub mod client;
 pub mod config;
 pub mod control;
+mod dropin;
 mod error;
 pub mod hub;
 mod instance;

@@ -405,3 +405,100 @@ fn populate_leaves_identical_proxies_and_their_toxics_alone_and_replaces_changed
     let (status, _) = api(http, "GET", "/proxies/pop3", "", "");
     assert_eq!(status, 404, "nothing was created");
 }
+
+/// A server process, killed (by its pid) when dropped, a failed test included.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary in drop-in mode with Toxiproxy's `flags`; returns it and the control
+/// API's address from its ready line.
+fn toxiproxy_server(program: &std::path::Path, flags: &[&str]) -> (Killed, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(program)
+        .args(flags)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the drop-in server");
+    let stdout = child.stdout.take().expect("stdout");
+    let child = Killed(child);
+    let line = within(Duration::from_secs(10), "the ready line", move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .expect("a ready line");
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no http= in {line:?}"));
+    (child, http)
+}
+
+#[test]
+fn drop_in_mode_takes_toxiproxys_flags_and_config_file() {
+    let echo = Backend::echo();
+    let dir = fresh_dir("vaurien-dropin").expect("temp dir");
+    let config = dir.join("toxiproxy.json");
+    let json = json!([{
+        "name": "slow_echo", "listen": "127.0.0.1:0", "upstream": echo.arg(),
+        "toxics": [{"type": "latency", "attributes": {"latency": 300}}]
+    }]);
+    std::fs::write(&config, json.to_string()).unwrap();
+    // Run as toxiproxy-server, through a symlink, with Go's flag forms.
+    let link = dir.join("toxiproxy-server");
+    std::os::unix::fs::symlink(vaurien_bin(), &link).unwrap();
+    let (server, http) = toxiproxy_server(
+        &link,
+        &[
+            "-host=127.0.0.1",
+            "--port",
+            "0",
+            "-config",
+            config.to_str().unwrap(),
+            "-seed",
+            "7",
+        ],
+    );
+    let (status, version) = api(http, "GET", "/version", "", "");
+    assert_eq!((status, version), (200, json!({"version": "2.12.0"})));
+    let (_, all) = api(http, "GET", "/proxies", "", "");
+    let names: Vec<&String> = all.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["slow_echo"], "only the file's proxies: {all}");
+    let addr: std::net::SocketAddr = all["slow_echo"]["listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut client = connect(addr);
+    let t = Instant::now();
+    assert_eq!(exchange(&mut client, b"ping"), b"ping");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "the first connection is already slow"
+    );
+    drop(server);
+    // -version, and Go's own words for a flag it does not know (exit 2).
+    let out = std::process::Command::new(&link)
+        .arg("-version")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("toxiproxy-server version 2.12.0\n"));
+    let out = std::process::Command::new(vaurien_bin())
+        .args(["--toxiproxy", "-nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flag provided but not defined: -nope"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -83,6 +83,11 @@ pub fn help(registry: &Registry) -> String {
     }
     let _ = writeln!(out, "  {:<34} print this help and exit", "-h, --help");
     let _ = writeln!(out, "  {:<34} print the version and exit", "-V, --version");
+    let _ = writeln!(
+        out,
+        "  {:<34} drop-in mode, first: Toxiproxy's server flags follow (-host,\n  {:<34} -port, -config, -seed...); the same as running it as toxiproxy-server",
+        "--toxiproxy FLAGS...", ""
+    );
     let _ = writeln!(out, "\nOld names still accepted: --local (--proxy), --distant (--backend), behaviors\nnormal (dummy) and errors (error), INI sections [handler:NAME].");
     let _ = writeln!(out, "\nBehaviors (options: --behavior-NAME-OPTION VALUE):");
     for b in registry.behaviors() {

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value as Json};
 use tiny_http::Method;
 
 mod server;
-mod toxiproxy;
+pub(crate) mod toxiproxy;
 
 pub use server::{Control, IDLE_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT};
 
