@@ -168,3 +168,33 @@ fn flag_words_are_found() {
         ["--behavior-NAME-OPTION", "--http", "--local", "--proxy"]
     );
 }
+
+#[test]
+fn the_readme_and_the_man_page_show_every_behavior_with_an_example() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    // The behaviors of every mix written after `--behavior ` in the page.
+    let man = read_man();
+    let man_examples: std::collections::BTreeSet<&str> = man
+        .split("\\-\\-behavior ")
+        .skip(1)
+        .filter_map(|rest| rest.split(|c: char| c.is_whitespace() || c == '\\').next())
+        .flat_map(|mix| mix.split(','))
+        .map(|part| part.rsplit(':').next().unwrap_or(part))
+        .collect();
+    for b in Registry::builtin().behaviors() {
+        let name = b.name.as_ref();
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}`")))
+            .unwrap_or_else(|| panic!("the README's behavior table has no row for {name}"));
+        assert!(
+            row.contains(&format!("`--behavior {name}")) || row.contains(&format!(":{name}")),
+            "the README's row for {name} has no example: {row}"
+        );
+        assert!(
+            man_examples.contains(name),
+            "the man page has no example of {name} (behaviors in its examples: {man_examples:?})"
+        );
+    }
+}
