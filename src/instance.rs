@@ -47,6 +47,10 @@ impl Vaurien {
         );
         let proxies = Arc::new(Proxies::new(config.clone()));
         proxies.insert(MAIN_PROXY, main);
+        if let Err(e) = proxies.start_declared() {
+            proxies.stop_all();
+            return Err(e);
+        }
         let control = if s.http {
             let at = HostPort {
                 host: s.http_host.clone(),

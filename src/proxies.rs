@@ -115,6 +115,29 @@ impl Proxies {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Starts the proxies the configuration file declares (`[proxy:NAME]`), with their
+    /// toxics.
+    pub fn start_declared(&self) -> Result<(), Error> {
+        for (decl, toxics) in self.base.other_proxies() {
+            let config = self
+                .base
+                .for_new_proxy_decl(decl, toxics.clone())
+                .map_err(|e| Error::Config(format!("[proxy:{}] {e}", decl.name)))?;
+            let proxy = Running::start(&config)?;
+            if !decl.enabled {
+                let _ = proxy.switch.set_enabled(false);
+            }
+            log::info!(
+                "proxy {} listening on {}, backend {}",
+                decl.name,
+                proxy.addr,
+                decl.backend
+            );
+            self.insert(&decl.name, proxy);
+        }
+        Ok(())
+    }
+
     /// Adds `proxy` as `name`.
     pub fn insert(&self, name: &str, proxy: Running) {
         self.lock().insert(name.to_string(), proxy);

@@ -502,3 +502,76 @@ fn drop_in_mode_takes_toxiproxys_flags_and_config_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("flag provided but not defined: -nope"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_ini_file_with_two_proxies_and_a_toxic_on_the_second_slows_only_the_second() {
+    let echo = Backend::echo();
+    let dir = fresh_dir("vaurien-two-proxies").expect("temp dir");
+    let ini = dir.join("two.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[vaurien]\nbackend = {0}\n\n[proxy:second]\nlisten = 127.0.0.1:0\nupstream = {0}\nbehavior = dummy\n\n\
+             [toxic:second:slow]\ntype = latency\nlatency = 300\n",
+            echo.arg()
+        ),
+    )
+    .unwrap();
+    let p = ProxyProcess::start(&[
+        "--config",
+        ini.to_str().unwrap(),
+        "--http",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+    ]);
+    let (_, all) = api(p.http_addr(), "GET", "/proxies", "", "");
+    let second: std::net::SocketAddr = all["second"]["listen"]
+        .as_str()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("no second proxy in {all}"));
+    assert_eq!(all["second"]["toxics"][0]["name"], "slow");
+    let timed = |addr: std::net::SocketAddr| {
+        let mut client = connect(addr);
+        let t = Instant::now();
+        assert_eq!(exchange(&mut client, b"ping"), b"ping");
+        t.elapsed()
+    };
+    assert!(
+        timed(second) >= Duration::from_millis(300),
+        "the second is slow"
+    );
+    assert!(
+        timed(p.addr) < Duration::from_millis(200),
+        "the first is not"
+    );
+    // Mistakes in the section name the file, the section and the key.
+    for (text, needle) in [
+        (
+            "[proxy:x]\nlisten = 127.0.0.1:0\n",
+            "[proxy:x]: 'backend' is missing",
+        ),
+        (
+            "[proxy:x]\nbackend = 127.0.0.1:1\nlisen = 1\n",
+            "[proxy:x] lisen: unknown key",
+        ),
+        (
+            "[proxy:x]\nbackend = 127.0.0.1:1\nbehavior = 150:delay\n",
+            "[proxy:x] behavior:",
+        ),
+        (
+            "[proxy:x]\nbackend = 127.0.0.1:1\nprotocol = gopher\n",
+            "unknown protocol 'gopher'",
+        ),
+    ] {
+        let bad = dir.join("bad.ini");
+        std::fs::write(&bad, text).unwrap();
+        let out = run_vaurien(&["--config", bad.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+    }
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -203,6 +203,8 @@ fn interpret(file: &str, sections: &Sections, registry: &Registry) -> Result<Ove
                     typed(spec, raw, &at)?,
                 ));
             }
+        } else if let Some(name) = section.strip_prefix("proxy:") {
+            out.proxies.push(proxy_section(file, section, name, keys)?);
         } else if let Some(rest) = section.strip_prefix("toxic:") {
             out.toxics.push(toxic_section(file, section, rest, keys)?);
         } else if let Some(name) = section.strip_prefix("protocol:") {
@@ -224,11 +226,65 @@ fn interpret(file: &str, sections: &Sections, registry: &Registry) -> Result<Ove
             }
         } else {
             return Err(Error::Config(format!(
-                "{file}: [{section}]: unknown section (known: vaurien, behavior:NAME, protocol:NAME, toxic:PROXY:NAME, statsd)"
+                "{file}: [{section}]: unknown section (known: vaurien, behavior:NAME, protocol:NAME, proxy:NAME, toxic:PROXY:NAME, statsd)"
             )));
         }
     }
     Ok(out)
+}
+
+/// `[proxy:NAME]`: `listen`, `backend` (alias `upstream`), `protocol`, `behavior`, `enabled`.
+fn proxy_section(
+    file: &str,
+    section: &str,
+    name: &str,
+    keys: &HashMap<String, Option<String>>,
+) -> Result<crate::config::ProxyDecl, Error> {
+    let text = |key: &str| {
+        keys.get(key)
+            .cloned()
+            .flatten()
+            .map(|v| v.trim().to_string())
+    };
+    if let Some((key, _)) = sorted(keys).into_iter().find(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "listen" | "backend" | "upstream" | "protocol" | "behavior" | "enabled"
+        )
+    }) {
+        return Err(Error::Config(format!(
+            "{file}: [{section}] {key}: unknown key"
+        )));
+    }
+    let backend = text("backend")
+        .or_else(|| text("upstream"))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{file}: [{section}]: 'backend' is missing (HOST:PORT)"
+            ))
+        })?;
+    let enabled = match text("enabled") {
+        None => true,
+        Some(v) => crate::opts::parse_bool(&v).ok_or_else(|| {
+            Error::Config(format!(
+                "{file}: [{section}] enabled: '{v}' is not a boolean"
+            ))
+        })?,
+    };
+    let name = name.trim();
+    if name == "vaurien" {
+        return Err(Error::Config(format!(
+            "{file}: [{section}]: vaurien is the proxy of [vaurien]; pick another name"
+        )));
+    }
+    Ok(crate::config::ProxyDecl {
+        name: name.to_string(),
+        listen: text("listen").unwrap_or_default(),
+        backend,
+        protocol: text("protocol"),
+        behavior: text("behavior"),
+        enabled,
+    })
 }
 
 /// `[toxic:PROXY:NAME]`: `type`, `stream`, `toxicity`, and the type's attributes.

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use ini::{from_text, load};
-pub use settings::{parse_log_level, Invalid, Overrides, Settings, ToxicDecl, GLOBAL_OPTIONS};
+pub use settings::{
+    parse_log_level, Invalid, Overrides, ProxyDecl, Settings, ToxicDecl, GLOBAL_OPTIONS,
+};
 
 use settings::invalid;
 
@@ -37,6 +39,8 @@ pub struct Config {
     mix: Mix,
     protocol: Arc<dyn Protocol>,
     toxics: crate::toxic::Toxics,
+    /// The file's other proxies, each checked, with its toxics.
+    proxies: Vec<(ProxyDecl, crate::toxic::Toxics)>,
 }
 
 /// What checking a configuration built: start-up runs these.
@@ -119,7 +123,8 @@ impl Config {
         set_protocols(&mut protocol_options, &cli.protocols);
         let checked = Config::check(&registry, &globals, &behavior_options, &protocol_options)
             .map_err(|e| Error::Usage(e.on_command_line()))?;
-        let toxics = Config::build_toxics(&registry, file_name, &file.toxics)?;
+        let mut toxics = Config::build_toxics(&registry, file_name, &file.toxics, &file.proxies)?;
+        let main = toxics.remove("vaurien").unwrap_or_default();
         Ok(Config {
             registry,
             settings: checked.settings,
@@ -128,26 +133,70 @@ impl Config {
             protocol_options,
             mix: checked.mix,
             protocol: checked.protocol,
-            toxics,
+            toxics: main,
+            proxies: Vec::new(),
+        })
+        .and_then(|mut c| {
+            for decl in &file.proxies {
+                let at = format!("{file_name}: [proxy:{}]", decl.name);
+                // Checked now, so that a mistake stops the start, as in any other section.
+                c.for_new_proxy_decl(decl, Default::default())
+                    .map_err(|e| Error::Config(format!("{at} {e}")))?;
+                let own = toxics.remove(&decl.name).unwrap_or_default();
+                c.proxies.push((decl.clone(), own));
+            }
+            Ok(c)
         })
     }
 
-    /// Builds the toxics `file` declares, in order; one for another proxy than `vaurien` is
-    /// refused (a file defines no other proxy, so far).
+    /// The file's other proxies (`[proxy:NAME]`) with their toxics.
+    pub(crate) fn other_proxies(&self) -> &[(ProxyDecl, crate::toxic::Toxics)] {
+        &self.proxies
+    }
+
+    /// The configuration of the declared proxy `decl`, with `toxics`.
+    pub(crate) fn for_new_proxy_decl(
+        &self,
+        decl: &ProxyDecl,
+        toxics: crate::toxic::Toxics,
+    ) -> Result<Config, String> {
+        let listen = match decl.listen.as_str() {
+            "" => "127.0.0.1:0",
+            l => l,
+        };
+        let listen = crate::net::HostPort::parse(listen).map_err(|e| format!("listen: {e}"))?;
+        let backend =
+            crate::net::HostPort::parse(&decl.backend).map_err(|e| format!("backend: {e}"))?;
+        let mut c = self.for_new_proxy(listen, backend, decl.protocol.as_deref())?;
+        if let Some(spec) = &decl.behavior {
+            c.mix = Mix::parse_with(spec, &c.registry, |b| {
+                crate::mix::activate_with(&c.behavior_options, b)
+            })
+            .map_err(|e| format!("behavior: {e}"))?;
+            c.settings.behavior = spec.clone();
+        }
+        c.toxics = toxics;
+        Ok(c)
+    }
+
+    /// Builds the toxics `file` declares, in order, by proxy: `vaurien` or one of the file's
+    /// `[proxy:NAME]`.
     fn build_toxics(
         registry: &Registry,
         file: &str,
         decls: &[ToxicDecl],
-    ) -> Result<crate::toxic::Toxics, Error> {
-        let mut toxics = crate::toxic::Toxics::default();
+        proxies: &[ProxyDecl],
+    ) -> Result<BTreeMap<String, crate::toxic::Toxics>, Error> {
+        let mut all: BTreeMap<String, crate::toxic::Toxics> = BTreeMap::new();
         for d in decls {
             let at = format!("{file}: [toxic:{}:{}]", d.proxy, d.name);
-            if d.proxy != "vaurien" {
+            if d.proxy != "vaurien" && !proxies.iter().any(|p| p.name == d.proxy) {
                 return Err(Error::Config(format!(
-                    "{at}: unknown proxy '{}' ([proxy:NAME] sections are not read yet: a file's toxics belong to the proxy named vaurien)",
+                    "{at}: unknown proxy '{}' (vaurien, or one of the file's [proxy:NAME])",
                     d.proxy
                 )));
             }
+            let toxics = all.entry(d.proxy.clone()).or_default();
             if toxics.get(&d.name).is_some() {
                 return Err(Error::Config(format!("{at}: toxic already exists")));
             }
@@ -171,9 +220,9 @@ impl Config {
                 &d.attributes,
             )
             .map_err(|e| Error::Config(format!("{at} {e}")))?;
-            toxics = toxics.with(toxic);
+            *toxics = toxics.with(toxic);
         }
-        Ok(toxics)
+        Ok(all)
     }
 
     /// Checks every value: each behavior and the protocol are built once with theirs, and the
@@ -300,6 +349,7 @@ impl Config {
             mix,
             protocol,
             toxics: crate::toxic::Toxics::default(),
+            proxies: Vec::new(),
         })
     }
 

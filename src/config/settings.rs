@@ -222,6 +222,26 @@ pub struct Overrides {
     pub derived: Vec<(String, String)>,
     /// Toxics, in the order given.
     pub toxics: Vec<ToxicDecl>,
+    /// More proxies (`[proxy:NAME]`), by name.
+    pub proxies: Vec<ProxyDecl>,
+}
+
+/// A proxy besides the command line's, as a configuration file declares it
+/// (`[proxy:NAME]`).
+#[derive(Debug, Clone, Default)]
+pub struct ProxyDecl {
+    /// Its name.
+    pub name: String,
+    /// Where it listens (`listen`; default 127.0.0.1:0).
+    pub listen: String,
+    /// Where it forwards (`backend`, alias `upstream`).
+    pub backend: String,
+    /// Its protocol, when given (default tcp).
+    pub protocol: Option<String>,
+    /// Its mix, when given (default dummy).
+    pub behavior: Option<String>,
+    /// Whether it starts up (`enabled`, default true).
+    pub enabled: bool,
 }
 
 /// A toxic as a configuration file declares it (`[toxic:PROXY:NAME]`), built once the
