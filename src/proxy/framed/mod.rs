@@ -38,7 +38,7 @@ use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::behavior::{Call, Delivery, Direction, Verdict};
 use crate::hub::Subscription;
@@ -113,7 +113,7 @@ const FRAMED_BUFFER: usize = 16 * 1024;
 /// call is done, so an idle session does not keep its largest message's memory.
 const KEEP_BUFFER: usize = 64 * 1024;
 
-/// How often a delayed call checks that the proxy is not stopping.
+/// How often a stalled call drains the client and checks that the proxy is not stopping.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
 struct Conn<'a> {
@@ -469,16 +469,7 @@ impl Conn<'_> {
 
     /// Waits `delay` (a behavior's latency), or less when the proxy stops meanwhile.
     fn sleep(&self, delay: Duration) {
-        let Some(due) = Instant::now().checked_add(delay) else {
-            return;
-        };
-        while !self.closed.load(Ordering::Relaxed) {
-            let left = due.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            std::thread::sleep(left.min(STOP_POLL));
-        }
+        let _ = delivery::pause(delay, self.closed);
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Sender};
 
@@ -20,9 +20,6 @@ use crate::proxy::guards::Closable;
 /// the most a delayed direction carries per `sleep` (its bandwidth-delay product): data left
 /// waiting in the kernel while the line is full is read, and so delayed, only later.
 const DELAY_LINE_BYTES: usize = 8 << 20;
-
-/// How often a delay line waiting for a chunk's due time checks that the link is not closed.
-const CLOSED_POLL: Duration = Duration::from_millis(50);
 
 /// What a delay line holds.
 pub(super) enum Held {
@@ -58,15 +55,8 @@ impl DelayLine {
             for (due, held) in rx {
                 // Wait for the due time, unless the link closes meanwhile: a closed link
                 // must not be kept alive (its permit held) by the data it can no longer send.
-                loop {
-                    if link.closed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let now = Instant::now();
-                    if due <= now {
-                        break;
-                    }
-                    std::thread::sleep((due - now).min(CLOSED_POLL));
+                if delivery::pause_until(due, &link.closed).is_err() {
+                    return;
                 }
                 let (data, how) = match held {
                     Held::Chunk(data, how) => (data, how),
