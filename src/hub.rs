@@ -112,6 +112,28 @@ impl Hub {
         Ok(())
     }
 
+    /// Replaces the mix, keeping the backend and the toxics.
+    pub fn set_mix(&self, mix: Mix) {
+        let _ = self.update(|current| {
+            Ok::<_, ()>(Live {
+                mix,
+                backend: current.backend.clone(),
+                toxics: current.toxics.clone(),
+            })
+        });
+    }
+
+    /// Sends new connections to `backend`, keeping the mix and the toxics.
+    pub fn set_backend(&self, backend: HostPort) {
+        let _ = self.update(|current| {
+            Ok::<_, ()>(Live {
+                mix: current.mix.clone(),
+                backend,
+                toxics: current.toxics.clone(),
+            })
+        });
+    }
+
     fn install(inner: &mut Inner, live: Live) {
         let live = Arc::new(live);
         inner.current = live.clone();

@@ -12,7 +12,7 @@ pub(crate) mod toxiproxy;
 
 pub use server::{Control, IDLE_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT};
 
-use crate::hub::{Hub, Live};
+use crate::hub::Hub;
 use crate::mix::{BehaviorOptions, Mix};
 use crate::net::HostPort;
 use crate::registry::Registry;
@@ -222,13 +222,7 @@ fn put_behavior(state: &ControlState, body: &[u8]) -> Answer {
     };
     let mix = mix.count_into(&state.stats);
     log::info!("behavior changed to {mix}");
-    let _ = state.hub.update(|current| {
-        Ok::<_, ()>(Live {
-            mix,
-            backend: current.backend.clone(),
-            toxics: current.toxics.clone(),
-        })
-    });
+    state.hub.set_mix(mix);
     ok(json!({"status": "ok"}))
 }
 
@@ -253,13 +247,7 @@ fn put_backend(state: &ControlState, body: &[u8]) -> Answer {
         None => return error(400, "body", "backend", "'backend' is missing"),
     };
     log::info!("backend changed to {backend}");
-    let _ = state.hub.update(|current| {
-        Ok::<_, ()>(Live {
-            mix: current.mix.clone(),
-            backend,
-            toxics: current.toxics.clone(),
-        })
-    });
+    state.hub.set_backend(backend);
     ok(json!({"status": "ok"}))
 }
 
@@ -356,6 +344,7 @@ fn stats_json(state: &ControlState) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Live;
 
     pub(crate) fn state() -> ControlState {
         let registry = Registry::builtin();

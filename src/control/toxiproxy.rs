@@ -310,13 +310,7 @@ fn update_proxy(name: &str, p: &ProxyRef, body: &[u8]) -> Answer {
             );
         };
         log::info!("{name}: backend changed to {backend}");
-        let _ = p.hub.update(|current| {
-            Ok::<_, ()>(Live {
-                mix: current.mix.clone(),
-                backend,
-                toxics: current.toxics.clone(),
-            })
-        });
+        p.hub.set_backend(backend);
     }
     match fields.get("enabled") {
         None => {}
