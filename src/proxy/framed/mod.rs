@@ -342,19 +342,24 @@ impl Conn<'_> {
             Hook::After => Direction::ToClient,
             Hook::Before | Hook::Between => Direction::ToBackend,
         };
-        // The toxics of the snapshot this call started with.
-        let live = self.sub.current().clone();
-        let toxics = (!live.toxics.is_empty() && !matches!(hook, Hook::Between)).then(|| {
-            self.drawn.update(&live.toxics, &mut self.rng);
-            &live.toxics
-        });
+        // The toxics of the snapshot this call started with (its list is shared, not copied;
+        // none: nothing is taken).
+        let toxics = match hook {
+            Hook::Between => None,
+            _ => Some(self.sub.current())
+                .filter(|live| !live.toxics.is_empty())
+                .map(|live| live.toxics.clone()),
+        };
+        if let Some(toxics) = &toxics {
+            self.drawn.update(toxics, &mut self.rng);
+        }
         let mut call = Call::new(direction, data, &mut self.rng, true);
         let mut verdict = match hook {
             Hook::Before => entry.behavior.before(&mut call),
             Hook::Between => entry.behavior.between(&mut call),
             Hook::After => entry.behavior.after(&mut call),
         };
-        if let (Verdict::Forward, Some(toxics)) = (verdict, toxics) {
+        if let (Verdict::Forward, Some(toxics)) = (verdict, &toxics) {
             verdict = self
                 .drawn
                 .apply(toxics, &mut call, crate::toxic::stream_hook(direction));
