@@ -118,12 +118,8 @@ impl Proxies {
     /// Starts the proxies the configuration file declares (`[proxy:NAME]`), with their
     /// toxics.
     pub fn start_declared(&self) -> Result<(), Error> {
-        for (decl, toxics) in self.base.other_proxies() {
-            let config = self
-                .base
-                .for_new_proxy_decl(decl, toxics.clone())
-                .map_err(|e| Error::Config(format!("[proxy:{}] {e}", decl.name)))?;
-            let proxy = Running::start(&config)?;
+        for (decl, config) in self.base.other_proxies() {
+            let proxy = Running::start(config)?;
             if !decl.enabled {
                 let _ = proxy.switch.set_enabled(false);
             }

@@ -39,8 +39,9 @@ pub struct Config {
     mix: Mix,
     protocol: Arc<dyn Protocol>,
     toxics: crate::toxic::Toxics,
-    /// The file's other proxies, each checked, with its toxics.
-    proxies: Vec<(ProxyDecl, crate::toxic::Toxics)>,
+    /// The file's other proxies, as declared and as checked (their configuration built
+    /// once, toxics included).
+    proxies: Vec<(ProxyDecl, Config)>,
 }
 
 /// What checking a configuration built: start-up runs these.
@@ -139,18 +140,19 @@ impl Config {
         .and_then(|mut c| {
             for decl in &file.proxies {
                 let at = format!("{file_name}: [proxy:{}]", decl.name);
-                // Checked now, so that a mistake stops the start, as in any other section.
-                c.for_new_proxy_decl(decl, Default::default())
-                    .map_err(|e| Error::Config(format!("{at} {e}")))?;
+                // Built now, so that a mistake stops the start, as in any other section.
                 let own = toxics.remove(&decl.name).unwrap_or_default();
-                c.proxies.push((decl.clone(), own));
+                let built = c
+                    .for_new_proxy_decl(decl, own)
+                    .map_err(|e| Error::Config(format!("{at} {e}")))?;
+                c.proxies.push((decl.clone(), built));
             }
             Ok(c)
         })
     }
 
-    /// The file's other proxies (`[proxy:NAME]`) with their toxics.
-    pub(crate) fn other_proxies(&self) -> &[(ProxyDecl, crate::toxic::Toxics)] {
+    /// The file's other proxies (`[proxy:NAME]`), each with its configuration.
+    pub(crate) fn other_proxies(&self) -> &[(ProxyDecl, Config)] {
         &self.proxies
     }
 
