@@ -23,8 +23,9 @@ fn with_api(backend: &Backend) -> (ProxyProcess, std::net::SocketAddr) {
     (p, http)
 }
 
-fn echo_time(p: &ProxyProcess) -> Duration {
-    let mut client = p.connect();
+/// How long one echo through the proxy listening on `addr` takes, on a new connection.
+fn echo_time(addr: std::net::SocketAddr) -> Duration {
+    let mut client = connect(addr);
     let t = Instant::now();
     assert_eq!(exchange(&mut client, b"ping"), b"ping");
     t.elapsed()
@@ -56,7 +57,7 @@ fn toxics_are_added_listed_updated_and_removed_with_toxiproxys_statuses() {
     assert_eq!(toxic["stream"], "downstream");
     assert_eq!(toxic["toxicity"], 1.0);
     assert_eq!(toxic["attributes"], json!({"latency": 300, "jitter": 0}));
-    let took = echo_time(&p);
+    let took = echo_time(p.addr);
     assert!(took >= Duration::from_millis(300), "{took:?}");
     // Statuses: a duplicate, an unknown type or stream, unknown proxy and toxic.
     for (method, path, body, status, message) in [
@@ -169,7 +170,7 @@ fn toxics_are_added_listed_updated_and_removed_with_toxiproxys_statuses() {
         (me["enabled"].clone(), me["toxics"].clone()),
         (json!(true), json!([]))
     );
-    assert!(echo_time(&p) < Duration::from_millis(200));
+    assert!(echo_time(p.addr) < Duration::from_millis(200));
 }
 
 #[test]
@@ -215,14 +216,8 @@ fn proxies_are_created_listed_and_deleted_each_with_its_own_toxics() {
         "",
     );
     assert_eq!(status, 200);
-    let timed = |addr: std::net::SocketAddr| {
-        let mut client = connect(addr);
-        let t = Instant::now();
-        assert_eq!(exchange(&mut client, b"ping"), b"ping");
-        t.elapsed()
-    };
-    assert!(timed(addr) >= Duration::from_millis(300));
-    assert!(timed(p.addr) < Duration::from_millis(200));
+    assert!(echo_time(addr) >= Duration::from_millis(300));
+    assert!(echo_time(p.addr) < Duration::from_millis(200));
     // Created disabled: refused until enabled.
     let third = format!(
         r#"{{"name": "third", "upstream": "{}", "enabled": false}}"#,
@@ -235,8 +230,8 @@ fn proxies_are_created_listed_and_deleted_each_with_its_own_toxics() {
     // Reset enables every proxy and removes every toxic.
     let (status, _) = api(http, "POST", "/reset", "", "");
     assert_eq!(status, 204);
-    assert!(timed(addr) < Duration::from_millis(200));
-    assert!(timed(third_addr) < Duration::from_millis(200));
+    assert!(echo_time(addr) < Duration::from_millis(200));
+    assert!(echo_time(third_addr) < Duration::from_millis(200));
     // Deleted: gone from the list, and its port refuses.
     let (status, _) = api(http, "DELETE", "/proxies/second", "", "");
     assert_eq!(status, 204);
@@ -366,13 +361,7 @@ fn populate_leaves_identical_proxies_and_their_toxics_alone_and_replaces_changed
     assert_eq!(pop["toxics"][0]["name"], "latency_downstream");
     let listen = pop["listen"].as_str().unwrap().to_string();
     let addr: std::net::SocketAddr = listen.parse().unwrap();
-    let timed = |addr: std::net::SocketAddr| {
-        let mut client = connect(addr);
-        let t = Instant::now();
-        assert_eq!(exchange(&mut client, b"ping"), b"ping");
-        t.elapsed()
-    };
-    assert!(timed(addr) >= Duration::from_millis(300));
+    assert!(echo_time(addr) >= Duration::from_millis(300));
     // The same proxy again (as Toxiproxy's clients send it, wrapped), and a new one.
     let again = json!({"proxies": [
         {"name": "pop", "upstream": echo.arg(), "listen": listen},
@@ -386,7 +375,7 @@ fn populate_leaves_identical_proxies_and_their_toxics_alone_and_replaces_changed
         "kept"
     );
     assert!(
-        timed(addr) >= Duration::from_millis(300),
+        echo_time(addr) >= Duration::from_millis(300),
         "the toxic still acts"
     );
     let (_, all) = api(http, "GET", "/proxies", "", "");
@@ -532,18 +521,12 @@ fn an_ini_file_with_two_proxies_and_a_toxic_on_the_second_slows_only_the_second(
         .and_then(|l| l.parse().ok())
         .unwrap_or_else(|| panic!("no second proxy in {all}"));
     assert_eq!(all["second"]["toxics"][0]["name"], "slow");
-    let timed = |addr: std::net::SocketAddr| {
-        let mut client = connect(addr);
-        let t = Instant::now();
-        assert_eq!(exchange(&mut client, b"ping"), b"ping");
-        t.elapsed()
-    };
     assert!(
-        timed(second) >= Duration::from_millis(300),
+        echo_time(second) >= Duration::from_millis(300),
         "the second is slow"
     );
     assert!(
-        timed(p.addr) < Duration::from_millis(200),
+        echo_time(p.addr) < Duration::from_millis(200),
         "the first is not"
     );
     // Mistakes in the section name the file, the section and the key.
