@@ -8,6 +8,7 @@
 #   make soak       tcp, http, redis, memcache through real servers with live changes and
 #                   backend restarts, every byte checked (SOAK_SECS, default 600)
 #   make install    PREFIX=/usr/local MANPREFIX=$(PREFIX)/share/man DESTDIR=
+#   make install-toxiproxy-link  also a toxiproxy-server symlink (drop-in mode)
 
 PREFIX    ?= /usr/local
 MANPREFIX ?= $(PREFIX)/share/man
