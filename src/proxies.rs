@@ -34,6 +34,17 @@ impl ProxySwitch for Switched {
     fn set_enabled(&self, on: bool) -> std::io::Result<()> {
         self.switch.set_enabled(on)
     }
+    fn move_to(&self, to: &HostPort) -> std::io::Result<bool> {
+        let addrs = crate::net::resolve(to)?;
+        if addrs.contains(&self.switch.addr()) {
+            return Ok(false);
+        }
+        self.switch.move_to(addrs[0])?;
+        Ok(true)
+    }
+    fn drop_connections(&self) {
+        self.switch.drop_connections()
+    }
 }
 
 /// A proxy accepting on a thread of its own.
@@ -77,6 +88,7 @@ impl Running {
         ProxyRef {
             hub: self.hub.clone(),
             switch: self.switch.clone(),
+            stats: self.stats.clone(),
         }
     }
 

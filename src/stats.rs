@@ -22,6 +22,10 @@ pub struct Stats {
     pub bytes_to_backend: AtomicU64,
     /// Bytes forwarded toward clients.
     pub bytes_to_client: AtomicU64,
+    /// Bytes read from clients.
+    pub bytes_from_client: AtomicU64,
+    /// Bytes read from backends.
+    pub bytes_from_backend: AtomicU64,
     /// Backend connections that failed (refused, unreachable, timed out).
     pub backend_errors: AtomicU64,
     /// Calls per behavior name; a mix entry holds its counter, so counting takes no lock.
@@ -70,6 +74,14 @@ impl Stats {
         if let Some(s) = &self.statsd {
             s.send_protocol(dir.as_str(), n as u64);
         }
+    }
+
+    /// Counts bytes read from a peer, travelling in direction `dir` (before any behavior).
+    pub fn add_received(&self, dir: Direction, n: usize) {
+        match dir {
+            Direction::ToBackend => self.bytes_from_client.fetch_add(n as u64, Relaxed),
+            Direction::ToClient => self.bytes_from_backend.fetch_add(n as u64, Relaxed),
+        };
     }
 
     /// Counts a connection opening; the guard counts it closing.

@@ -20,6 +20,9 @@ mod faults;
 /// Toxics through Toxiproxy's API on the one proxy: statuses, shapes, merges, reset.
 mod toxics;
 
+/// Several proxies: `GET /metrics` with Toxiproxy's labels, proxies moved to another address.
+mod proxies;
+
 /// Against a real MariaDB server and `mariadb` client (ignored: `make test-real`).
 mod real_mysql;
 

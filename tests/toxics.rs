@@ -8,21 +8,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn with_api(backend: &Backend) -> (ProxyProcess, std::net::SocketAddr) {
-    let backend = backend.arg();
-    let p = ProxyProcess::start(&[
-        "--backend",
-        &backend,
-        "--http",
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-    ]);
-    let http = p.http_addr();
-    (p, http)
-}
-
 /// How long one echo through the proxy listening on `addr` takes, on a new connection.
 fn echo_time(addr: std::net::SocketAddr) -> Duration {
     let mut client = connect(addr);
@@ -34,7 +19,7 @@ fn echo_time(addr: std::net::SocketAddr) -> Duration {
 #[test]
 fn toxics_are_added_listed_updated_and_removed_with_toxiproxys_statuses() {
     let echo = Backend::echo();
-    let (p, http) = with_api(&echo);
+    let (p, http) = proxy_with_api(&echo);
     let (status, version) = api(http, "GET", "/version", "", "");
     assert_eq!((status, version), (200, json!({"version": "2.12.0"})));
     let (status, proxies) = api(http, "GET", "/proxies", "", "");
@@ -176,7 +161,7 @@ fn toxics_are_added_listed_updated_and_removed_with_toxiproxys_statuses() {
 #[test]
 fn proxies_are_created_listed_and_deleted_each_with_its_own_toxics() {
     let echo = Backend::echo();
-    let (p, http) = with_api(&echo);
+    let (p, http) = proxy_with_api(&echo);
     let body = format!(r#"{{"name": "second", "upstream": "{}"}}"#, echo.arg());
     let (status, second) = api(http, "POST", "/proxies", &body, "");
     assert_eq!(status, 201, "{second}");
@@ -208,14 +193,11 @@ fn proxies_are_created_listed_and_deleted_each_with_its_own_toxics() {
     let names: Vec<&String> = all.as_object().unwrap().keys().collect();
     assert_eq!(names, ["second", "vaurien"]);
     // A toxic on the second proxy only: the first stays fast.
-    let (status, _) = api(
+    add_toxic(
         http,
-        "POST",
-        "/proxies/second/toxics",
+        "second",
         r#"{"type": "latency", "attributes": {"latency": 300}}"#,
-        "",
     );
-    assert_eq!(status, 200);
     assert!(echo_time(addr) >= Duration::from_millis(300));
     assert!(echo_time(p.addr) < Duration::from_millis(200));
     // Created disabled: refused until enabled.
@@ -246,7 +228,7 @@ fn proxies_are_created_listed_and_deleted_each_with_its_own_toxics() {
 #[test]
 fn vaurienctl_speaks_toxiproxy_clis_commands() {
     let echo = Backend::echo();
-    let (p, http) = with_api(&echo);
+    let (p, http) = proxy_with_api(&echo);
     let url = format!("http://{http}");
     // TOXIPROXY_URL stands for --host, as with toxiproxy-cli.
     let ctl = |args: &[&str]| vaurienctl(args, &[("TOXIPROXY_URL", url.as_str())]);
@@ -324,7 +306,7 @@ fn vaurienctl_speaks_toxiproxy_clis_commands() {
 #[test]
 fn vaurienctl_creates_and_deletes_proxies() {
     let echo = Backend::echo();
-    let (_p, http) = with_api(&echo);
+    let (_p, http) = proxy_with_api(&echo);
     let host = format!("http://{http}");
     let ctl = |args: &[&str]| vaurienctl(&[&["--host", host.as_str()][..], args].concat(), &[]);
     let (status, out, err) = ctl(&["create", "-l", "127.0.0.1:0", "-u", &echo.arg(), "extra"]);
@@ -350,7 +332,7 @@ fn vaurienctl_creates_and_deletes_proxies() {
 fn populate_leaves_identical_proxies_and_their_toxics_alone_and_replaces_changed_ones() {
     let echo = Backend::echo();
     let other = Backend::echo();
-    let (_p, http) = with_api(&echo);
+    let (_p, http) = proxy_with_api(&echo);
     let first = json!([{
         "name": "pop", "upstream": echo.arg(), "listen": "127.0.0.1:0",
         "toxics": [{"type": "latency", "attributes": {"latency": 300}}]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value as Json};
 use tiny_http::Method;
 
+mod metrics;
 mod server;
 pub(crate) mod toxiproxy;
 
@@ -33,6 +34,11 @@ pub trait ProxySwitch: Send + Sync {
     /// Off: the listener and the open connections close. On: it listens again on the same
     /// address.
     fn set_enabled(&self, on: bool) -> std::io::Result<()>;
+    /// Listens on `to` instead (port 0: any), closing the open connections; `false` when
+    /// `to` is where it listens already. On failure it stays where it was.
+    fn move_to(&self, to: &crate::net::HostPort) -> std::io::Result<bool>;
+    /// Closes the open connections and keeps listening.
+    fn drop_connections(&self);
 }
 
 /// One proxy of the process as Toxiproxy's routes see it: its live settings and its switch.
@@ -42,6 +48,8 @@ pub struct ProxyRef {
     pub hub: Arc<Hub>,
     /// Its address, protocol and enabled switch.
     pub switch: Arc<dyn ProxySwitch>,
+    /// Its counters, for `GET /metrics`.
+    pub stats: Arc<Stats>,
 }
 
 /// The proxies of the process, by name, as Toxiproxy's routes create, list and delete them.
@@ -111,7 +119,8 @@ pub(crate) fn error(
 }
 
 /// Answers one request to `target` (a path, perhaps with a query); pure apart from
-/// publishing changes to the hub and switching the proxy.
+/// publishing changes to the hub and switching the proxy. `GET /metrics`, the one answer in
+/// text, is the server's (see [`metrics`]).
 pub fn route(state: &ControlState, method: &Method, target: &str, body: &[u8]) -> Answer {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = path.trim_end_matches('/');
@@ -132,7 +141,7 @@ pub fn route(state: &ControlState, method: &Method, target: &str, body: &[u8]) -
         ("/stats", Method::Get) => ok(stats_json(state)),
         ("/proxy", Method::Get) => proxy_answer(state),
         ("/proxy", Method::Put) => put_proxy(state, body),
-        ("/behavior" | "/behaviors" | "/backend" | "/stats" | "/proxy", _) => error(
+        ("/behavior" | "/behaviors" | "/backend" | "/stats" | "/proxy" | "/metrics", _) => error(
             405,
             "method",
             "",
@@ -334,7 +343,7 @@ fn stats_json(state: &ControlState) -> Json {
     let calls: Map<String, Json> = s.calls().into_iter().map(|(k, v)| (k, json!(v))).collect();
     json!({
         "connections": {"open": s.connections_open.load(Relaxed), "total": s.connections_total.load(Relaxed), "parked": s.connections_parked.load(Relaxed)},
-        "bytes": {"to_backend": s.bytes_to_backend.load(Relaxed), "to_client": s.bytes_to_client.load(Relaxed)},
+        "bytes": {"to_backend": s.bytes_to_backend.load(Relaxed), "to_client": s.bytes_to_client.load(Relaxed), "from_client": s.bytes_from_client.load(Relaxed), "from_backend": s.bytes_from_backend.load(Relaxed)},
         "calls": calls,
         "backend_errors": s.backend_errors.load(Relaxed),
         "enabled": state.proxy.as_ref().is_none_or(|p| p.enabled()),

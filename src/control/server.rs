@@ -314,6 +314,16 @@ fn one_request(
                     (&*stream).write_all(&req.early_reply)?;
                 }
                 match session.copy_body(req.body, reader, &mut body) {
+                    Ok(())
+                        if path == "/metrics" && matches!(method, Method::Get | Method::Head) =>
+                    {
+                        let text = super::metrics::render(&shared.state);
+                        let r = Response::from_string(text).with_status_code(200);
+                        let r =
+                            with_headers(r, Some(super::metrics::CONTENT_TYPE), None, req.close);
+                        write_response(&mut &*stream, r, head_only)?;
+                        return Ok(req.close);
+                    }
                     Ok(()) => (route(&shared.state, &method, &target, &body.0), req.close),
                     Err(e) if e.kind() == io::ErrorKind::OutOfMemory => (too_large(), true),
                     Err(e) if crate::net::is_timeout(&e) => (
@@ -341,7 +351,7 @@ fn one_request(
         let path = path.trim_end_matches('/');
         if super::toxiproxy::owns(path) {
             super::toxiproxy::allowed(path)
-        } else if path == "/behaviors" || path == "/stats" {
+        } else if path == "/behaviors" || path == "/stats" || path == "/metrics" {
             "GET"
         } else {
             "GET, PUT"
@@ -368,21 +378,36 @@ fn write_answer(
     close: bool,
     head_only: bool,
 ) -> io::Result<()> {
-    // A request id on every answer, as Toxiproxy's clients may log it.
-    static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let body = match answer.status {
         204 => String::new(),
         _ => answer.body.to_string(),
     };
-    let mut response = Response::from_string(body).with_status_code(answer.status);
+    let response = Response::from_string(body).with_status_code(answer.status);
+    let content_type = (answer.status != 204).then_some("application/json");
+    write_response(
+        to,
+        with_headers(response, content_type, allow, close),
+        head_only,
+    )
+}
+
+/// `response` with its content type, a request id, `Allow` and `Connection: close` as given.
+fn with_headers(
+    mut response: Response<io::Cursor<Vec<u8>>>,
+    content_type: Option<&str>,
+    allow: Option<&str>,
+    close: bool,
+) -> Response<io::Cursor<Vec<u8>>> {
+    // A request id on every answer, as Toxiproxy's clients may log it.
+    static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut add = |name: &str, value: &str| {
         if let Ok(h) = Header::from_bytes(name, value) {
             response.add_header(h);
         }
     };
-    if answer.status != 204 {
-        add("Content-Type", "application/json");
+    if let Some(t) = content_type {
+        add("Content-Type", t);
     }
     add("X-Toxiproxy-Request-Id", &format!("{id:016x}"));
     if let Some(methods) = allow {
@@ -391,6 +416,15 @@ fn write_answer(
     if close {
         add("Connection", "close");
     }
+    response
+}
+
+/// Writes `response` in one write.
+fn write_response(
+    to: &mut dyn Write,
+    response: Response<io::Cursor<Vec<u8>>>,
+    head_only: bool,
+) -> io::Result<()> {
     let mut out = Vec::with_capacity(512);
     response.raw_print(&mut out, HTTPVersion(1, 1), &[], head_only, None)?;
     to.write_all(&out)

@@ -52,10 +52,6 @@ fn no_content() -> Answer {
     }
 }
 
-fn not_yet(what: &str) -> Answer {
-    error(501, format!("{what} is not supported yet"))
-}
-
 /// Answers one of Toxiproxy's routes.
 pub fn route(state: &ControlState, method: &Method, path: &str, body: &[u8]) -> Answer {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -285,45 +281,56 @@ fn proxy_json(name: &str, p: &ProxyRef) -> Json {
     })
 }
 
-/// `POST/PATCH /proxies/NAME`: `enabled` and `upstream` are merged onto the proxy.
+/// `POST/PATCH /proxies/NAME`: `listen`, `upstream` and `enabled` are merged onto the
+/// proxy. As in Toxiproxy, a changed `listen` or `upstream` restarts it: its connections
+/// close, its toxics stay, and a new `listen` is bound (port 0: any).
 fn update_proxy(name: &str, p: &ProxyRef, body: &[u8]) -> Answer {
     let fields = match json_body(body) {
         Ok(f) => f,
         Err(a) => return a,
     };
-    if let Some(listen) = fields.get("listen").and_then(Json::as_str) {
-        let same = crate::net::HostPort::parse(listen)
-            .ok()
-            .is_some_and(|hp| hp.port == p.switch.listen().port() || hp.port == 0);
-        if !same {
-            return not_yet("moving a proxy to another listen address");
+    let host_port = |key: &str| -> Result<Option<crate::net::HostPort>, Answer> {
+        match fields.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_str().map(crate::net::HostPort::parse) {
+                Some(Ok(hp)) => Ok(Some(hp)),
+                _ => Err(error(
+                    400,
+                    format!("bad request body: {key} {v} is not HOST:PORT"),
+                )),
+            },
         }
-    }
-    if let Some(upstream) = fields.get("upstream") {
-        let Some(backend) = upstream
-            .as_str()
-            .and_then(|u| crate::net::HostPort::parse(u).ok())
-        else {
-            return error(
-                400,
-                format!("bad request body: upstream {upstream} is not HOST:PORT"),
-            );
-        };
-        log::info!("{name}: backend changed to {backend}");
-        p.hub.set_backend(backend);
-    }
-    match fields.get("enabled") {
-        None => {}
-        Some(Json::Bool(on)) => {
-            if let Err(e) = p.switch.set_enabled(*on) {
-                return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
-            }
-        }
+    };
+    let (listen, upstream) = match (host_port("listen"), host_port("upstream")) {
+        (Ok(l), Ok(u)) => (l, u),
+        (Err(a), _) | (_, Err(a)) => return a,
+    };
+    let enabled = match fields.get("enabled") {
+        None => None,
+        Some(Json::Bool(on)) => Some(*on),
         Some(other) => {
             return error(
                 400,
                 format!("bad request body: enabled {other} is not a boolean"),
             )
+        }
+    };
+    let upstream = upstream.filter(|u| *u != p.hub.current().backend);
+    if let Some(backend) = upstream {
+        log::info!("{name}: backend changed to {backend}");
+        p.hub.set_backend(backend);
+        p.switch.drop_connections();
+    }
+    if let Some(to) = listen {
+        match p.switch.move_to(&to) {
+            Ok(true) => log::info!("{name}: moved to {}", p.switch.listen()),
+            Ok(false) => {}
+            Err(e) => return error(500, format!("listen tcp {to}: {e}")),
+        }
+    }
+    if let Some(on) = enabled {
+        if let Err(e) = p.switch.set_enabled(on) {
+            return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
         }
     }
     ok(proxy_json(name, p))

@@ -48,8 +48,9 @@ struct Acceptor {
     /// The listening socket; replaced by a new one on the same address when the proxy comes
     /// back up.
     listener: Mutex<Arc<TcpListener>>,
-    /// The address it listens on (the real port when port 0 was asked).
-    addr: SocketAddr,
+    /// The address it listens on (the real port when port 0 was asked); changed by
+    /// [`Switch::move_to`].
+    addr: Mutex<SocketAddr>,
     /// Off while the proxy is down (`PUT /proxy {"enabled": false}`).
     enabled: AtomicBool,
     control: Arc<StopState>,
@@ -102,7 +103,7 @@ impl Switch {
 
     /// The address the proxy listens on, up or down.
     pub fn addr(&self) -> SocketAddr {
-        self.accept.addr
+        self.accept.addr()
     }
 
     /// Down: the listener closes (new clients are refused) and so do the open connections.
@@ -119,26 +120,57 @@ impl Switch {
             a.close_listener(&listener);
             a.ctx.tracker.close_all();
             a.ctx.parking.close_all();
-            log::info!("proxy down: {} refuses connections", a.addr);
+            log::info!("proxy down: {} refuses connections", a.addr());
             return Ok(());
         }
         if a.stopping() {
             return Err(io::Error::other("the proxy is stopping"));
         }
+        let addr = a.addr();
         let host = crate::net::HostPort {
-            host: a.addr.ip().to_string(),
-            port: a.addr.port(),
+            host: addr.ip().to_string(),
+            port: addr.port(),
         };
         let fresh = crate::net::listen(&host, a.ctx.settings.backlog)?;
         socket2::SockRef::from(&fresh).set_read_timeout(a.ctx.accepted_read_timeout)?;
+        // A move to port 0 records the port it got.
+        let bound = fresh.local_addr()?;
+        *a.addr.lock().unwrap_or_else(|p| p.into_inner()) = bound;
         *listener = Arc::new(fresh);
         a.enabled.store(true, Ordering::SeqCst);
         drop(listener);
         // Always one more: a thread leaving as the proxy went down may not have left yet,
         // and idle extra acceptors leave by themselves.
         a.start_acceptor()?;
-        log::info!("proxy up: listening on {} again", a.addr);
+        log::info!("proxy up: listening on {bound}");
         Ok(())
+    }
+
+    /// Moves the proxy to listen on `to` (port 0: any): its open connections close, and it
+    /// listens there at once when it is up, else when it comes up. When the new address
+    /// cannot be bound, the proxy stays where it was and the error is returned.
+    pub fn move_to(&self, to: SocketAddr) -> io::Result<()> {
+        let was_on = self.enabled();
+        let before = self.addr();
+        if was_on {
+            self.set_enabled(false)?;
+        }
+        *self.accept.addr.lock().unwrap_or_else(|p| p.into_inner()) = to;
+        if !was_on {
+            return Ok(());
+        }
+        self.set_enabled(true).inspect_err(|_| {
+            *self.accept.addr.lock().unwrap_or_else(|p| p.into_inner()) = before;
+            if let Err(e) = self.set_enabled(true) {
+                log::error!("proxy stays down: cannot listen on {before} again: {e}");
+            }
+        })
+    }
+
+    /// Closes the open connections and keeps listening (a new backend: clients reconnect to it).
+    pub fn drop_connections(&self) {
+        self.accept.ctx.tracker.close_all();
+        self.accept.ctx.parking.close_all();
     }
 }
 
@@ -221,7 +253,7 @@ impl Proxy {
             accept: Arc::new(Acceptor {
                 ctx,
                 listener: Mutex::new(Arc::new(listener)),
-                addr,
+                addr: Mutex::new(addr),
                 enabled: AtomicBool::new(true),
                 control: Arc::new(StopState {
                     stopping: AtomicBool::new(false),
@@ -237,7 +269,7 @@ impl Proxy {
 
     /// The address the proxy listens on (the real port when `--proxy` asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.accept.addr)
+        Ok(self.accept.addr())
     }
 
     /// The hub holding the live mix and backend.
@@ -287,6 +319,10 @@ impl Proxy {
 impl Acceptor {
     fn stopping(&self) -> bool {
         self.control.stopping.load(Ordering::SeqCst)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        *self.addr.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether accepting threads should leave: the proxy stops or is down.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{connect, within};
+use super::{connect, within, Backend};
 
 /// Path of the `vaurien` binary under test.
 pub fn vaurien_bin() -> &'static str {
@@ -167,6 +167,21 @@ pub fn api(
     body: &str,
     extra_headers: &str,
 ) -> (u16, serde_json::Value) {
+    let (status, _, body) = api_text(http, method, path, body, extra_headers);
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A raw HTTP exchange with the API: its status, head and body as text.
+pub fn api_text(
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    extra_headers: &str,
+) -> (u16, String, String) {
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {http}\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
         body.len()
@@ -177,11 +192,8 @@ pub fn api(
         let mut raw = String::new();
         s.read_to_string(&mut raw).unwrap();
         let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (
-            status,
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        )
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        (status, head.to_string(), body.to_string())
     })
 }
 
@@ -205,6 +217,27 @@ pub fn vaurienctl(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
         String::from_utf8_lossy(&out.stderr).trim().to_string(),
     )
+}
+
+/// A proxy to `backend` with the control API on 127.0.0.1, any port; and the API's address.
+pub fn proxy_with_api(backend: &Backend) -> (ProxyProcess, SocketAddr) {
+    let p = ProxyProcess::start(&[
+        "--backend",
+        &backend.arg(),
+        "--http",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+    ]);
+    let http = p.http_addr();
+    (p, http)
+}
+
+/// `POST /proxies/PROXY/toxics` with `body`, which must be taken (200).
+pub fn add_toxic(http: SocketAddr, proxy: &str, body: &str) {
+    let (status, answer) = api(http, "POST", &format!("/proxies/{proxy}/toxics"), body, "");
+    assert_eq!(status, 200, "a toxic on {proxy}: {body}: {answer}");
 }
 
 /// `PUT /behavior` with `body` (a JSON object), which must be taken (200).

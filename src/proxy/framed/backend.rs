@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::wait::{Waiting, WAIT_POLL};
-use super::{Conn, Counted, End, FRAMED_BUFFER};
+use super::{Conn, Counted, End, Received, FRAMED_BUFFER};
 use crate::behavior::{Delivery, Direction};
 use crate::protocol::Request;
 use crate::proxy::delivery::Delivering;
@@ -15,7 +15,7 @@ use super::tunnel::Unframed;
 
 /// An open backend connection.
 pub(super) struct Backend {
-    pub(super) reader: BufReader<TcpStream>,
+    pub(super) reader: BufReader<Received<TcpStream>>,
     pub(super) born: Instant,
     /// Nothing is half-read: it may go back to the pool.
     pub(super) clean: bool,
@@ -106,7 +106,10 @@ impl Conn<'_> {
         // A call waits for its reply in steps of WAIT_POLL (see `Waiting`).
         stream.set_read_timeout(Some(WAIT_POLL))?;
         self.backend = Some(Backend {
-            reader: BufReader::with_capacity(self.ctx.bufsize.min(FRAMED_BUFFER), stream),
+            reader: BufReader::with_capacity(
+                self.ctx.bufsize.min(FRAMED_BUFFER),
+                Received::new(stream, Direction::ToClient, self.ctx.stats.clone()),
+            ),
             born,
             clean: true,
             half_closed: false,
@@ -215,9 +218,11 @@ impl Conn<'_> {
             if b.clean && !b.half_closed && b.reader.buffer().is_empty() && self.framing.reusable()
             {
                 log::debug!("#{} returns its backend connection to the pool", self.id);
-                self.ctx
-                    .pool
-                    .put(&self.backend_addr, b.reader.into_inner(), b.born);
+                self.ctx.pool.put(
+                    &self.backend_addr,
+                    b.reader.into_inner().into_inner(),
+                    b.born,
+                );
             }
         }
     }

@@ -94,6 +94,39 @@ impl Write for Counted<'_> {
     }
 }
 
+/// Counts the bytes read through it as received from its peer (Toxiproxy's
+/// `received_bytes_total`); everything else reaches the socket through `Deref`.
+pub(super) struct Received<R> {
+    inner: R,
+    dir: Direction,
+    stats: Arc<Stats>,
+}
+
+impl<R> Received<R> {
+    /// `inner`'s bytes, travelling in direction `dir`.
+    pub(super) fn new(inner: R, dir: Direction, stats: Arc<Stats>) -> Received<R> {
+        Received { inner, dir, stats }
+    }
+    pub(super) fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: io::Read> io::Read for Received<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.stats.add_received(self.dir, n);
+        Ok(n)
+    }
+}
+
+impl<R> std::ops::Deref for Received<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.inner
+    }
+}
+
 /// How a connection ends.
 enum End {
     /// Close the client (normally, or after a behavior).
@@ -123,7 +156,7 @@ struct Conn<'a> {
     client: &'a TcpStream,
     /// Set when the proxy stops: a delay or a hang in progress ends.
     closed: &'a AtomicBool,
-    client_r: BufReader<&'a TcpStream>,
+    client_r: BufReader<Received<&'a TcpStream>>,
     framing: Box<dyn Framing>,
     sub: Subscription,
     rng: fastrand::Rng,
@@ -171,7 +204,10 @@ pub(crate) fn serve(
         peer,
         client: &link.client,
         closed: &link.closed,
-        client_r: BufReader::with_capacity(ctx.bufsize.min(FRAMED_BUFFER), &link.client),
+        client_r: BufReader::with_capacity(
+            ctx.bufsize.min(FRAMED_BUFFER),
+            Received::new(&link.client, Direction::ToBackend, ctx.stats.clone()),
+        ),
         framing,
         sub: ctx.hub.subscribe(),
         rng: ctx.rng(id, Direction::ToBackend),

@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 
-use super::{Conn, Counted, End};
+use super::{Conn, Counted, End, Received};
 use crate::behavior::Direction;
 use crate::proxy::stream::{serve_tunnel, Link};
 
@@ -142,7 +142,7 @@ impl Conn<'_> {
         let early_up = self.client_r.buffer().to_vec();
         self.client_r.consume(early_up.len());
         let early_down = backend.reader.buffer().to_vec();
-        let backend = Arc::new(backend.reader.into_inner());
+        let backend = Arc::new(backend.reader.into_inner().into_inner());
         Counted::new(&backend, Direction::ToBackend, &self.ctx.stats).write_all(&early_up)?;
         self.to_client().write_all(&early_down)?;
         let client = self.client.try_clone()?;
@@ -159,7 +159,7 @@ impl Conn<'_> {
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
         self.ctx.workers.execute(Box::new(move || {
             let _ = io::copy(
-                &mut &*down,
+                &mut Received::new(&*down, Direction::ToClient, stats.clone()),
                 &mut Counted::new(&client, Direction::ToClient, &stats),
             );
             let _ = client.shutdown(Shutdown::Write);

@@ -352,7 +352,10 @@ fn read_chunk(
         };
         match (&*src).read(buf) {
             Ok(0) => return Chunk::End,
-            Ok(n) => return Chunk::Data(n),
+            Ok(n) => {
+                ctx.stats.add_received(dir, n);
+                return Chunk::Data(n);
+            }
             Err(e) if retry_after(link, &e, dir) => {}
             Err(_) => return Chunk::Closed,
         }

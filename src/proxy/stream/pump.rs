@@ -490,6 +490,7 @@ impl Pump<'_> {
             }
             return Spliced::Through(Chunk::End);
         }
+        ctx.stats.add_received(dir, n);
         link.touch();
         if link.hanging.load(Ordering::Relaxed) {
             self.pipe = None; // closing the pipe drops the chunk, as `hang` wants

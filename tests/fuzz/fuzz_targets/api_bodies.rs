@@ -31,6 +31,11 @@ impl ProxySwitch for Pretend {
         self.0.store(on, Ordering::Relaxed);
         Ok(())
     }
+    fn move_to(&self, to: &HostPort) -> std::io::Result<bool> {
+        // Never resolved nor bound: a fuzz target sends nothing to the network.
+        Ok(to.port != 8666)
+    }
+    fn drop_connections(&self) {}
 }
 
 /// One pretend proxy, named `vaurien`; creating more fails as a listen error would.
@@ -75,6 +80,7 @@ fn state() -> &'static ControlState {
         let proxies = OneProxy(ProxyRef {
             hub: hub.clone(),
             switch: switch.clone(),
+            stats: Arc::new(Stats::default()),
         });
         ControlState {
             hub,
