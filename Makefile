@@ -37,8 +37,13 @@ build:
 test:
 	$(CARGO) test -- $(TESTS)
 
-test-real:
+test-real: tests/node/node_modules/.package-lock.json
 	$(CARGO) test --test tests -- --ignored --test-threads=1 $(TESTS)
+
+# Toxiproxy's Node client for make test-real, as tests/node/package-lock.json pins it.
+tests/node/node_modules/.package-lock.json: tests/node/package.json tests/node/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund; \
+	else echo "npm not found: the Node client's test will fail (install nodejs and npm, see .ci/run)"; fi
 
 demo: build
 	$(CARGO) run --quiet --release --example demo
@@ -77,3 +82,4 @@ uninstall:
 
 clean:
 	$(CARGO) clean
+	rm -rf tests/node/node_modules

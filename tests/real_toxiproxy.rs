@@ -1,10 +1,24 @@
-//! Toxiproxy's own Python client, `toxiproxy-python` 0.1.1 from PyPI, driving vaurien's
-//! Toxiproxy API unchanged: create a proxy, add a latency toxic and feel it, list toxics,
-//! disable (connection refused) and enable, populate, reset, delete.
+//! Toxiproxy's own clients driving the drop-in (`vaurien --toxiproxy`) unchanged: the Python
+//! client `toxiproxy-python` 0.1.1 from PyPI and the Node client `toxiproxy-node-client` 4.1.0
+//! from npm. Each creates a proxy, adds a latency toxic and feels it, lists toxics, disables
+//! it (connection refused) and enables it, populates, resets and deletes.
 //!
-//! `#[ignore]`d: `make test-real` runs it, `.ci/run` installs the client.
+//! `#[ignore]`d: `make test-real` runs them; `.ci/run` installs the Python client, and
+//! `make test-real` the Node one (`npm ci` in tests/node).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
+
+/// The drop-in on 127.0.0.1, any port, with no proxy: it and its API's address.
+fn drop_in() -> (Killed, std::net::SocketAddr) {
+    toxiproxy_server(
+        Path::new(vaurien_bin()),
+        &["--toxiproxy", "-host", "127.0.0.1", "-port", "0"],
+    )
+}
 
 /// The client's whole session; prints what it saw, one fact a line.
 const SESSION: &str = r#"
@@ -61,18 +75,9 @@ server.get_proxy("py_other").destroy()
 
 #[test]
 #[ignore = "needs toxiproxy-python: make test-real"]
-fn toxiproxys_python_client_drives_the_api_unchanged() {
+fn toxiproxys_python_client_drives_the_drop_in_unchanged() {
     let echo = Backend::echo();
-    let proxy = ProxyProcess::start(&[
-        "--backend",
-        &echo.arg(),
-        "--http",
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-    ]);
-    let http = proxy.http_addr();
+    let (_server, http) = drop_in();
     let out = python(
         SESSION,
         &[http.ip().to_string(), http.port().to_string(), echo.arg()],
@@ -88,11 +93,59 @@ fn toxiproxys_python_client_drives_the_api_unchanged() {
             "down refused",
             "up again ping True",
             "exists ProxyExists",
-            "proxies ['py_echo', 'py_other', 'vaurien']",
+            "proxies ['py_echo', 'py_other']",
             "reset True",
             "toxics after reset []",
             "missing toxic NotFound",
             "destroyed True True",
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+#[ignore = "needs Node.js and toxiproxy-node-client: make test-real"]
+fn toxiproxys_node_client_drives_the_drop_in_unchanged() {
+    let node = need_tool(&["node", "nodejs"], "nodejs and npm").unwrap_or_else(|e| panic!("{e}"));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    assert!(
+        dir.join("node_modules/toxiproxy-node-client").is_dir(),
+        "toxiproxy-node-client is missing: npm ci --prefix tests/node (make test-real does it)"
+    );
+    let echo = Backend::echo();
+    let (_server, http) = drop_in();
+    let mut cmd = Command::new(node);
+    cmd.current_dir(&dir)
+        .arg("session.js")
+        .arg(format!("http://{http}"))
+        .arg(echo.arg());
+    let run = run_tool(cmd, None, Duration::from_secs(60));
+    assert!(
+        run.out.status.success(),
+        "node client failed: {}",
+        run.stderr()
+    );
+    let out = String::from_utf8_lossy(&run.out.stdout);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            r#"version {"version":"2.12.0"}"#,
+            "created node_echo true true",
+            "plain ping true",
+            "toxic slow latency downstream 300",
+            "with latency ping true",
+            "got toxic 300 1",
+            "updated 100",
+            r#"toxics ["slow"]"#,
+            "disabled false ECONNREFUSED",
+            "enabled true true ping true",
+            "duplicate Request failed with status code 409",
+            r#"populated ["node_echo","node_other"]"#,
+            "identical proxy kept its toxics true",
+            r#"all ["node_echo","node_other"]"#,
+            "after reset true []",
+            "fast again ping true",
+            "removed Request failed with status code 404",
         ],
         "{out}"
     );

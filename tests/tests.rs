@@ -33,7 +33,7 @@ mod real_http;
 /// `make test-real`).
 mod real_redis;
 
-/// Toxiproxy's Python client against the Toxiproxy API (ignored: `make test-real`).
+/// Toxiproxy's Python and Node clients against the drop-in (ignored: `make test-real`).
 mod real_toxiproxy;
 
 /// The control API, vaurienctl, statistics and statsd, and a Makefile driving vaurien.

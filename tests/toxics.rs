@@ -377,44 +377,6 @@ fn populate_leaves_identical_proxies_and_their_toxics_alone_and_replaces_changed
     assert_eq!(status, 404, "nothing was created");
 }
 
-/// A server process, killed (by its pid) when dropped, a failed test included.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary in drop-in mode with Toxiproxy's `flags`; returns it and the control
-/// API's address from its ready line.
-fn toxiproxy_server(program: &std::path::Path, flags: &[&str]) -> (Killed, std::net::SocketAddr) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(program)
-        .args(flags)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn the drop-in server");
-    let stdout = child.stdout.take().expect("stdout");
-    let child = Killed(child);
-    let line = within(Duration::from_secs(10), "the ready line", move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .map(|_| line)
-    })
-    .expect("a ready line");
-    let http = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no http= in {line:?}"));
-    (child, http)
-}
-
 #[test]
 fn drop_in_mode_takes_toxiproxys_flags_and_config_file() {
     let echo = Backend::echo();

@@ -290,3 +290,44 @@ pub fn poll_log(path: &Path, done: impl Fn(&str) -> bool) -> String {
 pub fn has_line_with(log: &str, words: &[&str]) -> bool {
     log.lines().any(|l| words.iter().all(|w| l.contains(w)))
 }
+
+/// A server process, killed (by its pid) when dropped, a failed test included.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary in drop-in mode with Toxiproxy's `flags`; returns it and the control
+/// API's address from its ready line.
+pub fn toxiproxy_server(
+    program: &std::path::Path,
+    flags: &[&str],
+) -> (Killed, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(program)
+        .args(flags)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the drop-in server");
+    let stdout = child.stdout.take().expect("stdout");
+    let child = Killed(child);
+    let line = within(Duration::from_secs(10), "the ready line", move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .expect("a ready line");
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no http= in {line:?}"));
+    (child, http)
+}
