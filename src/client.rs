@@ -60,6 +60,8 @@ pub struct Client {
     addr: HostPort,
     token: Option<String>,
     timeout: Duration,
+    /// The proxy the original routes act on (none: the command line's).
+    proxy: Option<String>,
 }
 
 impl Client {
@@ -81,6 +83,7 @@ impl Client {
             addr,
             token: None,
             timeout: Duration::from_secs(10),
+            proxy: None,
         })
     }
 
@@ -88,6 +91,32 @@ impl Client {
     pub fn with_token(mut self, token: Option<String>) -> Client {
         self.token = token;
         self
+    }
+
+    /// The proxy that behavior, backend, switch and statistics calls act on, by name (none:
+    /// the command line's proxy, `vaurien`).
+    pub fn with_proxy(mut self, proxy: Option<String>) -> Client {
+        self.proxy = proxy;
+        self
+    }
+
+    /// `path` of an original route, asking for the proxy chosen by [`Client::with_proxy`].
+    fn original(&self, path: &str) -> String {
+        match &self.proxy {
+            None => path.to_string(),
+            Some(name) => {
+                let mut target = format!("{path}?proxy=");
+                for b in name.bytes() {
+                    match b {
+                        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                            target.push(char::from(b))
+                        }
+                        _ => target.push_str(&format!("%{b:02X}")),
+                    }
+                }
+                target
+            }
+        }
     }
 
     /// The connect and read timeout of each request (default: 10 s).
@@ -131,7 +160,7 @@ impl Client {
 
     /// The current mix, e.g. `dummy` or `20:delay,80:dummy`.
     pub fn get_behavior(&self) -> Result<String, ClientError> {
-        let body = self.request("GET", "/behavior", None)?;
+        let body = self.request("GET", &self.original("/behavior"), None)?;
         string_field(&body, "behavior")
     }
 
@@ -139,8 +168,12 @@ impl Client {
     pub fn set_behavior(&self, name: &str, options: &Map<String, Json>) -> Result<(), ClientError> {
         let mut body = options.clone();
         body.insert("name".into(), json!(name));
-        self.request("PUT", "/behavior", Some(&Json::Object(body)))
-            .map(drop)
+        self.request(
+            "PUT",
+            &self.original("/behavior"),
+            Some(&Json::Object(body)),
+        )
+        .map(drop)
     }
 
     /// The behaviors the proxy knows, sorted.
@@ -158,25 +191,33 @@ impl Client {
 
     /// The backend new connections go to.
     pub fn get_backend(&self) -> Result<String, ClientError> {
-        let body = self.request("GET", "/backend", None)?;
+        let body = self.request("GET", &self.original("/backend"), None)?;
         string_field(&body, "backend")
     }
 
     /// Sends new connections to `backend` (`HOST:PORT`).
     pub fn set_backend(&self, backend: &str) -> Result<(), ClientError> {
-        self.request("PUT", "/backend", Some(&json!({"backend": backend})))
-            .map(drop)
+        self.request(
+            "PUT",
+            &self.original("/backend"),
+            Some(&json!({"backend": backend})),
+        )
+        .map(drop)
     }
 
     /// The proxy: `{"name", "listen", "backend", "protocol", "behavior", "enabled"}`.
     pub fn proxy(&self) -> Result<Json, ClientError> {
-        self.request("GET", "/proxy", None)
+        self.request("GET", &self.original("/proxy"), None)
     }
 
     /// Takes the proxy down (`false`) or back up on the same address (`true`); the proxy as
     /// it is then.
     pub fn set_enabled(&self, on: bool) -> Result<Json, ClientError> {
-        self.request("PUT", "/proxy", Some(&json!({"enabled": on})))
+        self.request(
+            "PUT",
+            &self.original("/proxy"),
+            Some(&json!({"enabled": on})),
+        )
     }
 
     /// Adds a toxic to `proxy` (Toxiproxy's `POST /proxies/{proxy}/toxics`): `toxic` holds
@@ -194,7 +235,7 @@ impl Client {
 
     /// The proxy's counters.
     pub fn stats(&self) -> Result<Json, ClientError> {
-        self.request("GET", "/stats", None)
+        self.request("GET", &self.original("/stats"), None)
     }
 
     /// Sets `name` with `options` until the guard drops, then puts the previous mix back.

@@ -228,3 +228,54 @@ fn a_proxy_moved_to_another_listen_or_upstream_restarts_and_keeps_its_toxics() {
         b"other backend\n"
     );
 }
+
+#[test]
+fn the_original_commands_act_on_the_proxy_that_vaurienctl_proxy_names() {
+    let echo = Backend::echo();
+    let (p, http) = proxy_with_api(&echo);
+    let second = create(
+        http,
+        &format!(r#"{{"name": "second", "upstream": "{}"}}"#, echo.arg()),
+    );
+    let host = format!("http://{http}");
+    let ctl = |args: &[&str]| vaurienctl(&[&["--host", host.as_str()][..], args].concat(), &[]);
+    let on_second = |args: &[&str]| ctl(&[&["--proxy", "second"][..], args].concat());
+    let (status, out, err) = on_second(&["set-behavior", "latency", "latency=300"]);
+    assert_eq!(
+        (status, out.as_str()),
+        (0, "Behavior changed to \"latency\""),
+        "{err}"
+    );
+    assert_eq!(on_second(&["get-behavior"]).1, "latency");
+    assert_eq!(ctl(&["get-behavior"]).1, "dummy");
+    assert_eq!(ctl(&["--proxy", "vaurien", "get-behavior"]).1, "dummy");
+    let slow = |addr| {
+        let mut client = connect(addr);
+        let t = Instant::now();
+        assert_eq!(exchange(&mut client, b"ping"), b"ping");
+        t.elapsed() >= Duration::from_millis(300)
+    };
+    assert!(slow(second), "the named proxy has the new mix");
+    assert!(!slow(p.addr), "the command line's proxy keeps its own");
+    // The API route underneath.
+    let (status, mix) = api(http, "GET", "/behavior?proxy=second", "", "");
+    assert_eq!((status, mix), (200, json!({"behavior": "latency"})));
+    // Down and up, statistics, and the backend, on that proxy only.
+    assert_eq!(on_second(&["down"]).0, 0);
+    assert!(TcpStream::connect(second).is_err());
+    assert_eq!(exchange(&mut connect(p.addr), b"main"), b"main");
+    let (_, stats, _) = on_second(&["stats"]);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["enabled"], false);
+    assert_eq!(stats["connections"]["total"], 1);
+    assert_eq!(on_second(&["up"]).0, 0);
+    assert!(slow(second));
+    assert_eq!(on_second(&["get-backend"]).1, echo.arg());
+    // A name that is no proxy: 404, exit 1.
+    let (status, _, err) = ctl(&["--proxy", "nope", "get-behavior"]);
+    assert_eq!(
+        (status, err.contains("404: no proxy named 'nope'")),
+        (1, true),
+        "{err}"
+    );
+}

@@ -127,20 +127,24 @@ pub fn route(state: &ControlState, method: &Method, target: &str, body: &[u8]) -
     if toxiproxy::owns(path) {
         return toxiproxy::route(state, method, path, body);
     }
+    let target = match Target::of(state, query) {
+        Ok(t) => t,
+        Err(a) => return a,
+    };
     match (path, method) {
-        ("/behavior", Method::Get) => ok(json!({"behavior": state.hub.current().mix.to_string()})),
-        ("/behavior", Method::Put) => put_behavior(state, body),
+        ("/behavior", Method::Get) => ok(json!({"behavior": target.hub.current().mix.to_string()})),
+        ("/behavior", Method::Put) => put_behavior(state, &target, body),
         ("/behaviors", Method::Get) if query.split('&').any(|q| q == "details") => {
             ok(behavior_details(&state.registry))
         }
         ("/behaviors", Method::Get) => ok(json!({"behaviors": state.registry.behavior_names()})),
         ("/backend", Method::Get) => {
-            ok(json!({"backend": state.hub.current().backend.to_string()}))
+            ok(json!({"backend": target.hub.current().backend.to_string()}))
         }
-        ("/backend", Method::Put) => put_backend(state, body),
-        ("/stats", Method::Get) => ok(stats_json(state)),
-        ("/proxy", Method::Get) => proxy_answer(state),
-        ("/proxy", Method::Put) => put_proxy(state, body),
+        ("/backend", Method::Put) => put_backend(&target, body),
+        ("/stats", Method::Get) => ok(stats_json(&target)),
+        ("/proxy", Method::Get) => proxy_answer(&target),
+        ("/proxy", Method::Put) => put_proxy(&target, body),
         ("/behavior" | "/behaviors" | "/backend" | "/stats" | "/proxy" | "/metrics", _) => error(
             405,
             "method",
@@ -164,7 +168,78 @@ fn json_object(body: &[u8]) -> Result<Map<String, Json>, Answer> {
     }
 }
 
-fn put_behavior(state: &ControlState, body: &[u8]) -> Answer {
+/// The proxy an original route acts on: the one `?proxy=NAME` names, else the command line's.
+struct Target {
+    name: String,
+    hub: Arc<Hub>,
+    stats: Arc<Stats>,
+    switch: Option<Arc<dyn ProxySwitch>>,
+}
+
+impl Target {
+    fn of(state: &ControlState, query: &str) -> Result<Target, Answer> {
+        let named = query
+            .split('&')
+            .find_map(|q| q.strip_prefix("proxy="))
+            .map(percent_decoded);
+        let Some(name) = named
+            .as_deref()
+            .filter(|n| *n != crate::instance::MAIN_PROXY || state.proxies.is_some())
+        else {
+            return Ok(Target {
+                name: crate::instance::MAIN_PROXY.to_string(),
+                hub: state.hub.clone(),
+                stats: state.stats.clone(),
+                switch: state.proxy.clone(),
+            });
+        };
+        match state.proxies.as_ref().and_then(|d| d.get(name)) {
+            Some(p) => Ok(Target {
+                name: name.to_string(),
+                hub: p.hub,
+                stats: p.stats,
+                switch: Some(p.switch),
+            }),
+            None => Err(error(
+                404,
+                "querystring",
+                "proxy",
+                format!("no proxy named '{name}'"),
+            )),
+        }
+    }
+}
+
+/// A query value with its `%XX` escapes decoded (and `+` as a space).
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn put_behavior(state: &ControlState, target: &Target, body: &[u8]) -> Answer {
     let fields = match json_object(body) {
         Ok(f) => f,
         Err(a) => return a,
@@ -229,13 +304,13 @@ fn put_behavior(state: &ControlState, body: &[u8]) -> Answer {
         }
         Err(e) => return error(400, "body", "name", e.to_string()),
     };
-    let mix = mix.count_into(&state.stats);
-    log::info!("behavior changed to {mix}");
-    state.hub.set_mix(mix);
+    let mix = mix.count_into(&target.stats);
+    log::info!("{}: behavior changed to {mix}", target.name);
+    target.hub.set_mix(mix);
     ok(json!({"status": "ok"}))
 }
 
-fn put_backend(state: &ControlState, body: &[u8]) -> Answer {
+fn put_backend(target: &Target, body: &[u8]) -> Answer {
     let fields = match json_object(body) {
         Ok(f) => f,
         Err(a) => return a,
@@ -255,8 +330,8 @@ fn put_backend(state: &ControlState, body: &[u8]) -> Answer {
         }
         None => return error(400, "body", "backend", "'backend' is missing"),
     };
-    log::info!("backend changed to {backend}");
-    state.hub.set_backend(backend);
+    log::info!("{}: backend changed to {backend}", target.name);
+    target.hub.set_backend(backend);
     ok(json!({"status": "ok"}))
 }
 
@@ -292,13 +367,13 @@ fn behavior_details(registry: &Registry) -> Json {
 }
 
 /// `GET /proxy`: `{"name", "listen", "backend", "protocol", "behavior", "enabled"}`.
-fn proxy_answer(state: &ControlState) -> Answer {
-    let Some(p) = &state.proxy else {
+fn proxy_answer(target: &Target) -> Answer {
+    let Some(p) = &target.switch else {
         return error(404, "url", "", "no proxy to switch here");
     };
-    let live = state.hub.current();
+    let live = target.hub.current();
     ok(json!({
-        "name": "vaurien",
+        "name": target.name,
         "listen": p.listen().to_string(),
         "backend": live.backend.to_string(),
         "protocol": p.protocol(),
@@ -309,12 +384,12 @@ fn proxy_answer(state: &ControlState) -> Answer {
 
 /// `PUT /proxy {"enabled": false}` takes the proxy down, `true` brings it back up; answers
 /// as `GET /proxy`.
-fn put_proxy(state: &ControlState, body: &[u8]) -> Answer {
+fn put_proxy(target: &Target, body: &[u8]) -> Answer {
     let fields = match json_object(body) {
         Ok(f) => f,
         Err(a) => return a,
     };
-    let Some(p) = &state.proxy else {
+    let Some(p) = &target.switch else {
         return error(404, "url", "", "no proxy to switch here");
     };
     if let Some(key) = fields.keys().find(|k| k.as_str() != "enabled") {
@@ -334,19 +409,19 @@ fn put_proxy(state: &ControlState, body: &[u8]) -> Answer {
         Some(_) => return error(400, "body", "enabled", "'enabled' must be true or false"),
         None => return error(400, "body", "enabled", "the body needs an \"enabled\" key"),
     }
-    proxy_answer(state)
+    proxy_answer(target)
 }
 
-fn stats_json(state: &ControlState) -> Json {
+fn stats_json(target: &Target) -> Json {
     use std::sync::atomic::Ordering::Relaxed;
-    let s = &state.stats;
+    let s = &target.stats;
     let calls: Map<String, Json> = s.calls().into_iter().map(|(k, v)| (k, json!(v))).collect();
     json!({
         "connections": {"open": s.connections_open.load(Relaxed), "total": s.connections_total.load(Relaxed), "parked": s.connections_parked.load(Relaxed)},
         "bytes": {"to_backend": s.bytes_to_backend.load(Relaxed), "to_client": s.bytes_to_client.load(Relaxed), "from_client": s.bytes_from_client.load(Relaxed), "from_backend": s.bytes_from_backend.load(Relaxed)},
         "calls": calls,
         "backend_errors": s.backend_errors.load(Relaxed),
-        "enabled": state.proxy.as_ref().is_none_or(|p| p.enabled()),
+        "enabled": target.switch.as_ref().is_none_or(|p| p.enabled()),
     })
 }
 

@@ -9,9 +9,10 @@ use vaurien::client::{Client, ClientError};
 mod toxiproxy;
 
 const USAGE: &str =
-    "Usage: vaurienctl [--host URL] [--http-host HOST] [--http-port PORT] [--token TOKEN] COMMAND
+    "Usage: vaurienctl [--host URL] [--http-host HOST] [--http-port PORT] [--token TOKEN]
+                  [--proxy NAME] COMMAND
 
-Commands:
+Commands (on the proxy --proxy names, else the command line's):
   list-behaviors                       print the behaviors the proxy knows
   get-behavior                         print the current behavior mix
   set-behavior NAME|MIX [OPTION=VALUE...]
@@ -40,6 +41,7 @@ Options:
   --http-host HOST   control API host, with --http-port instead of --host
   --http-port PORT   control API port (default: 8080)
   --token TOKEN      send 'Authorization: Bearer TOKEN'
+  --proxy NAME       the proxy the commands above act on (default: vaurien, the command line's)
   -h, --help         print this help
   -V, --version      print the version
 ";
@@ -105,6 +107,7 @@ fn main() {
     opts.optopt("", "http-host", "", "HOST");
     opts.optopt("", "http-port", "", "PORT");
     opts.optopt("", "token", "", "TOKEN");
+    opts.optopt("", "proxy", "", "NAME");
     opts.optflag("h", "help", "");
     opts.optflag("V", "version", "");
     let m = opts.parse(&args).unwrap_or_else(|e| usage_error(e));
@@ -134,7 +137,8 @@ fn main() {
     };
     let client = Client::new(&url)
         .unwrap_or_else(|e| usage_error(e))
-        .with_token(m.opt_str("token"));
+        .with_token(m.opt_str("token"))
+        .with_proxy(m.opt_str("proxy"));
     let Some((command, rest)) = m.free.split_first() else {
         usage_error("a COMMAND is needed")
     };
