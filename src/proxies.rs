@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use crate::config::Config;
 use crate::control::{ProxyDirectory, ProxyRef, ProxySwitch};
@@ -47,14 +46,13 @@ impl ProxySwitch for Switched {
     }
 }
 
-/// A proxy accepting on a thread of its own.
+/// A proxy accepting on worker threads of its own.
 pub(crate) struct Running {
     pub addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub stats: Arc<Stats>,
     pub switch: Arc<Switched>,
     stopper: StopHandle,
-    accept_thread: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -69,18 +67,15 @@ impl Running {
             protocol: config.protocol().name().to_string(),
         });
         let (stopper, hub, stats) = (proxy.stop_handle(), proxy.hub(), proxy.stats());
-        // This thread starts the first accepting worker and waits for the stop.
-        let accept_thread = std::thread::Builder::new()
-            .name("vaurien-accept".into())
-            .spawn(move || proxy.run())
-            .map_err(|e| Error::Start(format!("cannot start the accept thread: {e}")))?;
+        proxy.start_accepting().map_err(|e| {
+            Error::Start(format!("cannot start a thread to accept connections: {e}"))
+        })?;
         Ok(Running {
             addr,
             hub,
             stats,
             switch,
             stopper,
-            accept_thread: Some(accept_thread),
         })
     }
 
@@ -92,12 +87,9 @@ impl Running {
         }
     }
 
-    /// Stops accepting, closes every connection, and waits for the accept thread.
+    /// Stops accepting and closes every connection.
     pub fn stop(&mut self) {
         self.stopper.stop();
-        if let Some(t) = self.accept_thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

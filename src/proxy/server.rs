@@ -86,6 +86,7 @@ impl StopHandle {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         self.accept.close();
+        log::info!("stopped accepting connections on {}", self.accept.addr());
     }
 }
 
@@ -296,23 +297,12 @@ impl Proxy {
         }
     }
 
-    /// Accepts connections until stopped, on worker threads: this thread only starts the
-    /// first of them and waits for the stop. Out of file descriptors, an accepting thread
-    /// waits (5 ms doubling up to 1 s) and goes on; accepting never ends on an error.
-    pub fn run(&self) {
-        let mut retry = Duration::from_millis(5);
-        while let Err(e) = self.accept.start_acceptor() {
-            log::error!("cannot start a worker thread to accept connections: {e}; retrying");
-            // Returns at once when the proxy is stopped (the sender is dropped).
-            if self.accept.control.woken.recv_timeout(retry).is_err()
-                && self.accept.control.stopping.load(Ordering::SeqCst)
-            {
-                return;
-            }
-            retry = (retry * 2).min(Duration::from_secs(1));
-        }
-        while self.accept.control.woken.recv().is_ok() {}
-        log::info!("stopped accepting connections");
+    /// Starts accepting connections, on worker threads, until stopped: no thread waits for
+    /// the stop (a process with many proxies would hold one each). Out of file descriptors,
+    /// an accepting thread waits (5 ms doubling up to 1 s) and goes on; accepting never ends
+    /// on an error.
+    pub fn start_accepting(&self) -> io::Result<()> {
+        self.accept.start_acceptor()
     }
 }
 

@@ -6,6 +6,7 @@
 //! small sizes), `--only W1,W2` (workload names), `--reps N` (default 3), `--vaurien-arg ARG`
 //! (repeatable: passed to every vaurien started, e.g. `--vaurien-arg --bufsize=65536`).
 
+mod many;
 mod procs;
 mod report;
 mod setup;

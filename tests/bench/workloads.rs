@@ -45,6 +45,8 @@ struct Sizes {
     delay_rounds: usize,
     paced_bytes: usize,
     starts: usize,
+    /// Proxies of the `proxies` workload, and its seconds of traffic.
+    proxies: (usize, u64),
 }
 
 impl Sizes {
@@ -60,6 +62,7 @@ impl Sizes {
                 delay_rounds: 10,
                 paced_bytes: 1_000_000,
                 starts: 5,
+                proxies: (20, 2),
             }
         } else {
             Sizes {
@@ -72,6 +75,7 @@ impl Sizes {
                 delay_rounds: 50,
                 paced_bytes: 3_000_000,
                 starts: 20,
+                proxies: (100, 10),
             }
         }
     }
@@ -95,6 +99,7 @@ pub fn all(env: &Env) -> Vec<Workload> {
         bandwidth(env, s.paced_bytes),
         binary(env),
         start(env, s.starts),
+        crate::many::proxies(env, s.proxies.0, s.proxies.1),
     ];
     for w in &mut list {
         w.targets = env.available(&w.targets);
