@@ -18,8 +18,7 @@ use crate::stats::Stats;
 /// How long stopping waits for open connections to finish.
 const DRAIN: Duration = Duration::from_millis(500);
 
-/// The name of the command line's proxy.
-pub const MAIN_PROXY: &str = "vaurien";
+use crate::control::MAIN_PROXY;
 
 /// A running proxy (and those its control API created); stops when dropped.
 pub struct Vaurien {
@@ -98,6 +97,33 @@ impl Vaurien {
     /// Whether the proxy accepts connections (see [`Vaurien::set_enabled`]).
     pub fn enabled(&self) -> bool {
         self.switch.enabled()
+    }
+
+    /// Starts another proxy in this process, named `name`, listening on `listen` (port 0:
+    /// any) and forwarding to `backend`, with `protocol` (none: tcp) and the `dummy` mix, as
+    /// `POST /proxies` does; returns where its clients connect. Its toxics, mix and switch
+    /// are then reached through the control API under that name.
+    pub fn add_proxy(
+        &self,
+        name: &str,
+        listen: &str,
+        backend: &str,
+        protocol: Option<&str>,
+    ) -> Result<SocketAddr, Error> {
+        self.proxies
+            .create(name, listen, backend, protocol, true)
+            .map(|p| p.switch.listen())
+            .map_err(|(_, why)| Error::Start(format!("proxy {name}: {why}")))
+    }
+
+    /// Stops the proxy named `name` and forgets it; `false` when there is none.
+    pub fn remove_proxy(&self, name: &str) -> bool {
+        self.proxies.delete(name)
+    }
+
+    /// Where the clients of the proxy named `name` connect.
+    pub fn addr_of(&self, name: &str) -> Option<SocketAddr> {
+        self.proxies.get(name).map(|p| p.switch.listen())
     }
 
     /// Where clients connect.

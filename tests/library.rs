@@ -1,5 +1,6 @@
 //! A Rust test written only against the public library API: start a proxy in-process, drive
-//! it with `Client::with_behavior`, register a custom behavior.
+//! it with `Client::with_behavior`, register a custom behavior, start more proxies and give
+//! them toxics.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -128,5 +129,44 @@ fn a_test_adds_and_removes_toxics_and_takes_the_proxy_down() {
     );
     proxy.set_enabled(true).unwrap();
     assert_eq!(ping(proxy.proxy_addr()).as_deref(), Some(&b"ping"[..]));
+    proxy.stop();
+}
+
+#[test]
+fn a_test_starts_several_proxies_each_with_its_own_toxics() {
+    let backend = Backend::echo();
+    let proxy = start(&backend, Registry::builtin());
+    let replica = proxy
+        .add_proxy("replica", "127.0.0.1:0", &backend.arg(), None)
+        .unwrap();
+    assert_eq!(proxy.addr_of("replica"), Some(replica));
+    assert!(
+        proxy
+            .add_proxy("replica", "127.0.0.1:0", &backend.arg(), None)
+            .is_err(),
+        "a name is taken once"
+    );
+    let client = proxy.client().expect("the control API is on");
+    client
+        .add_toxic(
+            "replica",
+            &json!({"type": "limit_data", "name": "cut", "attributes": {"bytes": 2}}),
+        )
+        .unwrap();
+    let cut = within(Duration::from_secs(10), "a cut echo", move || {
+        let mut s = TcpStream::connect(replica).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        got
+    });
+    assert_eq!(cut, b"pi", "the replica's echo is cut at 2 bytes");
+    assert_eq!(ping(proxy.proxy_addr()).as_deref(), Some(&b"ping"[..]));
+    client.remove_toxic("replica", "cut").unwrap();
+    assert_eq!(ping(replica).as_deref(), Some(&b"ping"[..]));
+    assert!(proxy.remove_proxy("replica"));
+    assert!(!proxy.remove_proxy("replica"));
+    assert!(TcpStream::connect(replica).is_err(), "removed: refused");
     proxy.stop();
 }

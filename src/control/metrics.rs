@@ -47,7 +47,7 @@ fn proxies(state: &ControlState) -> Vec<Labelled> {
         // A control server with no directory serves the one proxy of its state.
         None => match &state.proxy {
             Some(switch) => vec![label(
-                crate::instance::MAIN_PROXY,
+                super::MAIN_PROXY,
                 &super::ProxyRef {
                     hub: state.hub.clone(),
                     switch: switch.clone(),

@@ -74,6 +74,9 @@ pub trait ProxyDirectory: Send + Sync {
     fn delete(&self, name: &str) -> bool;
 }
 
+/// The name of the command line's proxy, the one the original routes act on by default.
+pub const MAIN_PROXY: &str = "vaurien";
+
 /// What the control thread owns.
 pub struct ControlState {
     /// Where changes are published.
@@ -184,10 +187,10 @@ impl Target {
             .map(percent_decoded);
         let Some(name) = named
             .as_deref()
-            .filter(|n| *n != crate::instance::MAIN_PROXY || state.proxies.is_some())
+            .filter(|n| *n != MAIN_PROXY || state.proxies.is_some())
         else {
             return Ok(Target {
-                name: crate::instance::MAIN_PROXY.to_string(),
+                name: MAIN_PROXY.to_string(),
                 hub: state.hub.clone(),
                 stats: state.stats.clone(),
                 switch: state.proxy.clone(),
