@@ -38,6 +38,10 @@ fn run(registry: Registry, args: &[String]) -> Result<(), Error> {
             println!("vaurien {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
+        cli::Command::Completions(text) => {
+            print!("{text}");
+            return Ok(());
+        }
         cli::Command::Run(config) => config,
     };
     let s = &config.settings();

@@ -66,7 +66,7 @@ fn roff_flag(flag: &str) -> String {
 }
 
 /// Every `--flag` word of `text` (letters, digits and dashes after two dashes).
-fn flags_in(text: &str) -> Vec<String> {
+pub(crate) fn flags_in(text: &str) -> Vec<String> {
     let mut flags = Vec::new();
     let mut rest = text;
     while let Some(at) = rest.find("--") {

@@ -4,6 +4,8 @@ mod support;
 
 /// Command line, exit statuses, `--help`, INI files given to the binary.
 mod cli;
+/// Shell completions: in step with `--help`, and what bash, zsh and fish make of them.
+mod completions;
 /// The man page: every `--help` flag documented, generated regions in step, groff clean.
 mod man;
 

@@ -17,6 +17,8 @@ pub enum Command {
     Help(String),
     /// Print the version and exit 0.
     Version,
+    /// Print this completion script and exit 0.
+    Completions(String),
 }
 
 fn declare(opts: &mut Options, flag: &str, spec: &OptSpec) {
@@ -51,6 +53,12 @@ fn table(registry: &Registry) -> Options {
     }
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
+    opts.optopt(
+        "",
+        "completions",
+        "print a shell's completion script",
+        "SHELL",
+    );
     opts
 }
 
@@ -98,6 +106,13 @@ pub fn parse(args: &[String], registry: Registry) -> Result<Command, Error> {
     }
     if m.opt_present("version") {
         return Ok(Command::Version);
+    }
+    if let Some(name) = m.opt_str("completions") {
+        use crate::config::completions::{script, vaurien, Shell};
+        let shell = Shell::named(&name).ok_or_else(|| {
+            Error::Usage(format!("--completions: '{name}' is not bash, zsh or fish"))
+        })?;
+        return Ok(Command::Completions(script(&vaurien(&registry), shell)));
     }
     if let Some(extra) = m.free.first() {
         return Err(Error::Usage(format!("unexpected argument '{extra}'")));
@@ -158,8 +173,8 @@ pub fn config_from_args(args: &[&str], registry: Registry) -> Result<Config, Err
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     match parse(&args, registry)? {
         Command::Run(config) => Ok(*config),
-        Command::Help(_) | Command::Version => Err(Error::Usage(
-            "--help and --version do not start a proxy".into(),
+        Command::Help(_) | Command::Version | Command::Completions(_) => Err(Error::Usage(
+            "--help, --version and --completions do not start a proxy".into(),
         )),
     }
 }

@@ -85,6 +85,11 @@ pub fn help(registry: &Registry) -> String {
     let _ = writeln!(out, "  {:<34} print the version and exit", "-V, --version");
     let _ = writeln!(
         out,
+        "  {:<34} print the completion script for bash, zsh or fish and exit",
+        "--completions SHELL"
+    );
+    let _ = writeln!(
+        out,
         "  {:<34} drop-in mode, first: Toxiproxy's server flags follow (-host,\n  {:<34} -port, -config, -seed...); the same as running it as toxiproxy-server",
         "--toxiproxy FLAGS...", ""
     );

@@ -3,6 +3,7 @@
 //! lists ([`doc`]), merged and checked once into a [`Config`].
 
 pub mod cli;
+pub mod completions;
 pub mod doc;
 mod ini;
 mod settings;

@@ -121,6 +121,9 @@ pub(crate) fn invalid(key: &'static str, why: impl Into<String>) -> Invalid {
     }
 }
 
+/// The names `--log-level` takes (`warn` and `trace` are accepted too).
+pub const LOG_LEVELS: [&str; 5] = ["critical", "error", "warning", "info", "debug"];
+
 /// Reads a log level name (any case; `warn` and `critical` accepted).
 pub fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
     use log::LevelFilter as L;
@@ -188,8 +191,9 @@ impl Settings {
                 invalid(
                     "log_level",
                     format!(
-                        "'{}' is not one of critical, error, warning, info, debug",
-                        v.str("log_level")
+                        "'{}' is not one of {}",
+                        v.str("log_level"),
+                        LOG_LEVELS.join(", ")
                     ),
                 )
             })?,

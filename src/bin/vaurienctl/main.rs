@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value as Json};
 use vaurien::client::{Client, ClientError};
 
+mod completions;
 mod toxiproxy;
 
 const USAGE: &str =
@@ -42,6 +43,7 @@ Options:
   --http-port PORT   control API port (default: 8080)
   --token TOKEN      send 'Authorization: Bearer TOKEN'
   --proxy NAME       the proxy the commands above act on (default: vaurien, the command line's)
+  --completions SHELL  print the completion script for bash, zsh or fish and exit
   -h, --help         print this help
   -V, --version      print the version
 ";
@@ -108,6 +110,7 @@ fn main() {
     opts.optopt("", "http-port", "", "PORT");
     opts.optopt("", "token", "", "TOKEN");
     opts.optopt("", "proxy", "", "NAME");
+    opts.optopt("", "completions", "", "SHELL");
     opts.optflag("h", "help", "");
     opts.optflag("V", "version", "");
     let m = opts.parse(&args).unwrap_or_else(|e| usage_error(e));
@@ -117,6 +120,14 @@ fn main() {
     }
     if m.opt_present("version") {
         println!("vaurienctl {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    if let Some(name) = m.opt_str("completions") {
+        use vaurien::config::completions::{script, Shell};
+        let Some(shell) = Shell::named(&name) else {
+            usage_error(format!("--completions: '{name}' is not bash, zsh or fish"))
+        };
+        print!("{}", script(&completions::program(), shell));
         return;
     }
     let url = match (
