@@ -9,6 +9,8 @@
 #                   backend restarts, every byte checked (SOAK_SECS, default 600)
 #   make install    PREFIX=/usr/local MANPREFIX=$(PREFIX)/share/man DESTDIR=
 #   make install-toxiproxy-link  also a toxiproxy-server symlink (drop-in mode)
+#   make deb        target/debian/vaurien_VERSION_ARCH.deb (dpkg-deb, dpkg-shlibdeps; lintian
+#                   where installed); make deb-check installs, tries and removes it (root)
 
 PREFIX    ?= /usr/local
 MANPREFIX ?= $(PREFIX)/share/man
@@ -23,11 +25,17 @@ FUZZ_SECS   ?= 60
 FUZZ_RSS_MB ?= 1024
 # Seconds of make soak
 SOAK_SECS ?= 600
+# Who builds the Debian package, "Name <mail>" (empty: a placeholder at example.org)
+DEB_MAINTAINER ?=
 
 BINS = vaurien vaurienctl
 MANS = man/vaurien.1 man/vaurienctl.1
+# Where each shell looks for completions under PREFIX.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
-.PHONY: all build test test-real demo bench fuzz soak man lint install install-toxiproxy-link uninstall clean
+.PHONY: all build test test-real demo bench fuzz soak man lint install install-toxiproxy-link uninstall deb deb-check clean
 
 all: build
 
@@ -70,6 +78,12 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1
 	for b in $(BINS); do install -m 755 target/release/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; done
 	for m in $(MANS); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man1/ || exit 1; done
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	for b in $(BINS); do \
+		target/release/$$b --completions bash > $(DESTDIR)$(BASHCOMPDIR)/$$b && \
+		target/release/$$b --completions zsh > $(DESTDIR)$(ZSHCOMPDIR)/_$$b && \
+		target/release/$$b --completions fish > $(DESTDIR)$(FISHCOMPDIR)/$$b.fish || exit 1; \
+	done
 
 # Drop-in mode: `toxiproxy-server` runs vaurien with Toxiproxy's flags and config file.
 install-toxiproxy-link: install
@@ -79,6 +93,13 @@ uninstall:
 	for b in $(BINS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$b; done
 	[ -L $(DESTDIR)$(PREFIX)/bin/toxiproxy-server ] && rm -f $(DESTDIR)$(PREFIX)/bin/toxiproxy-server || true
 	for m in $(MANS); do rm -f $(DESTDIR)$(MANPREFIX)/man1/$$(basename $$m); done
+	for b in $(BINS); do rm -f $(DESTDIR)$(BASHCOMPDIR)/$$b $(DESTDIR)$(ZSHCOMPDIR)/_$$b $(DESTDIR)$(FISHCOMPDIR)/$$b.fish; done
+
+deb: build
+	DEB_MAINTAINER="$(DEB_MAINTAINER)" bash src/dist/deb.sh
+
+deb-check: deb
+	bash src/dist/deb-check.sh
 
 clean:
 	$(CARGO) clean

@@ -136,3 +136,38 @@ fn the_command_line_wins_over_the_file() {
         .expect("dummy from the command line, not blackout from the file");
     assert_eq!(&buf, b"hi");
 }
+
+#[test]
+fn the_packages_example_ini_starts_a_proxy_with_its_backend_given() {
+    let echo = Backend::echo();
+    let ini = concat!(env!("CARGO_MANIFEST_DIR"), "/src/dist/vaurien.ini");
+    let p = ProxyProcess::start(&[
+        "--config",
+        ini,
+        "--backend",
+        &echo.arg(),
+        "--http-port",
+        "0",
+    ]);
+    let (status, mix) = api(p.http_addr(), "GET", "/behavior", "", "");
+    assert_eq!(
+        (status, mix),
+        (200, serde_json::json!({"behavior": "20:delay,80:dummy"}))
+    );
+    let mut client = connect(p.addr);
+    assert_eq!(exchange(&mut client, b"through"), b"through");
+}
+
+#[test]
+fn completions_name_their_shell() {
+    for program in [vaurien_bin(), env!("CARGO_BIN_EXE_vaurienctl")] {
+        let out = std::process::Command::new(program)
+            .args(["--completions", "tcsh"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{program}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("'tcsh' is not bash, zsh or fish"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
