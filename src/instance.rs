@@ -22,7 +22,6 @@ use crate::control::MAIN_PROXY;
 
 /// A running proxy (and those its control API created); stops when dropped.
 pub struct Vaurien {
-    proxy_addr: SocketAddr,
     control: Option<Control>,
     proxies: Arc<Proxies>,
     stats: Arc<Stats>,
@@ -38,12 +37,7 @@ impl Vaurien {
     pub fn start(config: &Config) -> Result<Vaurien, Error> {
         let s = &config.settings();
         let main = Running::start(config)?;
-        let (proxy_addr, stats, hub, switch) = (
-            main.addr,
-            main.stats.clone(),
-            main.hub.clone(),
-            main.switch.clone(),
-        );
+        let (stats, hub, switch) = (main.stats.clone(), main.hub.clone(), main.switch.clone());
         let proxies = Arc::new(Proxies::new(config.clone()));
         proxies.insert(MAIN_PROXY, main);
         if let Err(e) = proxies.start_declared() {
@@ -75,7 +69,6 @@ impl Vaurien {
             None
         };
         Ok(Vaurien {
-            proxy_addr,
             control,
             proxies,
             stats,
@@ -91,7 +84,7 @@ impl Vaurien {
     pub fn set_enabled(&self, on: bool) -> Result<(), Error> {
         self.switch
             .set_enabled(on)
-            .map_err(|e| Error::Start(format!("cannot listen on {} again: {e}", self.proxy_addr)))
+            .map_err(|e| Error::Start(format!("cannot listen on {} again: {e}", self.proxy_addr())))
     }
 
     /// Whether the proxy accepts connections (see [`Vaurien::set_enabled`]).
@@ -116,9 +109,10 @@ impl Vaurien {
             .map_err(|(_, why)| Error::Start(format!("proxy {name}: {why}")))
     }
 
-    /// Stops the proxy named `name` and forgets it; `false` when there is none.
+    /// Stops the proxy named `name` and forgets it; `false` when there is none, and for
+    /// `vaurien`, this handle's own proxy (take it down with [`Vaurien::set_enabled`]).
     pub fn remove_proxy(&self, name: &str) -> bool {
-        self.proxies.delete(name)
+        name != MAIN_PROXY && self.proxies.delete(name)
     }
 
     /// Where the clients of the proxy named `name` connect.
@@ -126,9 +120,9 @@ impl Vaurien {
         self.proxies.get(name).map(|p| p.switch.listen())
     }
 
-    /// Where clients connect.
+    /// Where clients connect (where the proxy listens now, should the API have moved it).
     pub fn proxy_addr(&self) -> SocketAddr {
-        self.proxy_addr
+        self.switch.listen()
     }
 
     /// Where the control API listens (with `--http`).
@@ -157,8 +151,8 @@ impl Vaurien {
     /// The `vaurien listening ...` line printed for scripts: the bound addresses.
     pub fn ready_line(&self) -> String {
         match self.http_addr() {
-            Some(http) => format!("vaurien listening proxy={} http={http}", self.proxy_addr),
-            None => format!("vaurien listening proxy={}", self.proxy_addr),
+            Some(http) => format!("vaurien listening proxy={} http={http}", self.proxy_addr()),
+            None => format!("vaurien listening proxy={}", self.proxy_addr()),
         }
     }
 

@@ -151,24 +151,29 @@ fn bash_completes_flags_behaviors_and_commands() {
         "vaurienctl --proxy replica set-behavior ha",
     );
     assert_eq!(after_proxy, ["hang"]);
+    // A flag's value spelt like a command is still the flag's value.
+    let named_list = bash_offers(vaurienctl_bin(), "vaurienctl --proxy list set-behavior ha");
+    assert_eq!(named_list, ["hang"]);
 }
 
 #[test]
 fn zsh_and_fish_load_the_scripts_where_installed() {
-    for (shell, load) in [
-        (
-            "zsh",
-            "autoload -U compinit && compinit -u -D && source <('{}' --completions zsh) && print -r -- ${{_comps[{}]}}",
-        ),
-        ("fish", "'{}' --completions fish | source; and complete -C '{} --behavior-d'"),
-    ] {
+    for shell in ["zsh", "fish"] {
         let Some(path) = find_tool(&[shell]) else {
             eprintln!("{shell} is not installed: its completions are not loaded here");
             continue;
         };
         for (program, name) in [(vaurien_bin(), "vaurien"), (vaurienctl_bin(), "vaurienctl")] {
-            let mut script = load.replacen("{}", program, 1).replace("{{", "{").replace("}}", "}");
-            script = script.replacen("{}", name, 1);
+            let script = match shell {
+                "zsh" => format!(
+                    "autoload -U compinit && compinit -u -D && \
+                     source <('{program}' --completions zsh) && print -r -- ${{_comps[{name}]}}"
+                ),
+                _ => format!(
+                    "'{program}' --completions fish | source; and \
+                     complete -C '{name} --behavior-d'; and complete -C '{name} --proxy x set-b'"
+                ),
+            };
             // A home of its own: fish writes its configuration there on a first run.
             let home = fresh_dir("vaurien-shell-home").expect("a home directory");
             let mut cmd = Command::new(&path);
@@ -185,13 +190,12 @@ fn zsh_and_fish_load_the_scripts_where_installed() {
                 "{shell} -c {script:?}: {} / {stdout}",
                 run.stderr()
             );
+            let offered = |word: &str| stdout.lines().any(|l| l.starts_with(word));
             match (shell, name) {
                 ("zsh", _) => assert_eq!(stdout.trim(), format!("_{name}"), "{shell}"),
-                ("fish", "vaurien") => assert!(
-                    stdout.lines().any(|l| l.starts_with("--behavior-delay-sleep")),
-                    "{stdout}"
-                ),
-                _ => {}
+                ("fish", "vaurien") => assert!(offered("--behavior-delay-sleep"), "{stdout}"),
+                // Commands are offered after a global flag and its value.
+                _ => assert!(offered("set-behavior"), "{stdout}"),
             }
         }
     }

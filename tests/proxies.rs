@@ -144,6 +144,9 @@ fn metrics_count_each_proxys_bytes_received_and_sent_with_toxiproxys_labels() {
     assert!(m[r#"vaurien_proxy_calls_total{behavior="dummy",proxy="web"}"#] >= 1.0);
     assert!(m["process_resident_memory_bytes"] > 0.0);
     assert!(m["process_threads"] >= 1.0);
+    let (status, _, slashed) = api_text(http, "GET", "/metrics/", "", "");
+    assert_eq!(status, 200);
+    assert!(slashed.contains("toxiproxy_proxy_sent_bytes_total{"));
     // Only GET and HEAD.
     let (status, head, _) = api_text(http, "POST", "/metrics", "", "");
     assert_eq!(status, 405);
@@ -260,6 +263,9 @@ fn the_original_commands_act_on_the_proxy_that_vaurienctl_proxy_names() {
     // The API route underneath.
     let (status, mix) = api(http, "GET", "/behavior?proxy=second", "", "");
     assert_eq!((status, mix), (200, json!({"behavior": "latency"})));
+    // Routes of no proxy ignore the name.
+    let (status, _) = api(http, "GET", "/behaviors?proxy=nope", "", "");
+    assert_eq!(status, 200);
     // Down and up, statistics, and the backend, on that proxy only.
     assert_eq!(on_second(&["down"]).0, 0);
     assert!(TcpStream::connect(second).is_err());
@@ -278,4 +284,36 @@ fn the_original_commands_act_on_the_proxy_that_vaurienctl_proxy_names() {
         (1, true),
         "{err}"
     );
+}
+
+#[test]
+fn moves_and_switches_at_once_leave_the_proxy_where_it_says_it_is() {
+    let echo = Backend::echo();
+    let (_p, http) = proxy_with_api(&echo);
+    create(
+        http,
+        &format!(r#"{{"name": "busy", "upstream": "{}"}}"#, echo.arg()),
+    );
+    let mover = std::thread::spawn(move || {
+        for _ in 0..15 {
+            let (status, answer) = api(
+                http,
+                "PATCH",
+                "/proxies/busy",
+                r#"{"listen": "127.0.0.1:0"}"#,
+                "",
+            );
+            assert_eq!(status, 200, "{answer}");
+        }
+    });
+    for i in 0..30 {
+        let body = format!(r#"{{"enabled": {}}}"#, i % 2 == 1);
+        let (status, answer) = api(http, "POST", "/proxies/busy", &body, "");
+        assert_eq!(status, 200, "{answer}");
+    }
+    mover.join().unwrap();
+    let (_, proxy) = api(http, "GET", "/proxies/busy", "", "");
+    assert_eq!(proxy["enabled"], true);
+    let at: SocketAddr = proxy["listen"].as_str().unwrap().parse().unwrap();
+    assert_eq!(exchange(&mut connect(at), b"here"), b"here", "{proxy}");
 }

@@ -230,8 +230,24 @@ fn bash(program: &Program) -> String {
         "    [ \"$COMP_CWORD\" -gt 0 ] && prev=\"${{COMP_WORDS[COMP_CWORD-1]}}\""
     );
     let _ = writeln!(out, "    local path=\"\" w i");
+    // The value of a flag before the command is no command, even if it is spelt like one.
+    let valued: Vec<String> = program
+        .flags
+        .iter()
+        .filter(|f| f.takes != Takes::Nothing)
+        .flat_map(|f| {
+            std::iter::once(format!("--{}", f.long)).chain(f.short.map(|c| format!("-{c}")))
+        })
+        .collect();
     let _ = writeln!(out, "    for ((i = 1; i < COMP_CWORD; i++)); do");
     let _ = writeln!(out, "        w=\"${{COMP_WORDS[i]}}\"");
+    if !valued.is_empty() && !program.commands.is_empty() {
+        let _ = writeln!(
+            out,
+            "        if [ -z \"$path\" ]; then case \"$w\" in {}) i=$((i + 1)); continue ;; esac; fi",
+            valued.join("|")
+        );
+    }
     let _ = writeln!(out, "        case \"$path $w\" in");
     for c in &program.commands {
         let _ = writeln!(out, "            \" {}\") path=\"{}\" ;;", c.name, c.name);
@@ -457,12 +473,12 @@ fn fish(program: &Program) -> String {
         line.push_str(&format!(" -d {}", quoted(&f.help)));
         let _ = writeln!(out, "{line}");
     };
-    let top = if program.commands.is_empty() {
-        let _ = writeln!(out, "complete -c {name} -f");
-        String::new()
-    } else {
-        let _ = writeln!(out, "complete -c {name} -f");
-        "__fish_use_subcommand".to_string()
+    let _ = writeln!(out, "complete -c {name} -f");
+    // Not `__fish_use_subcommand`: it takes the value of `--proxy NAME` for a command.
+    let names: Vec<&str> = program.commands.iter().map(|c| c.name.as_str()).collect();
+    let top = match names.is_empty() {
+        true => String::new(),
+        false => format!("not __fish_seen_subcommand_from {}", names.join(" ")),
     };
     for f in &program.flags {
         fish_flag(&mut out, &top, f);
@@ -470,7 +486,8 @@ fn fish(program: &Program) -> String {
     for c in &program.commands {
         let _ = writeln!(
             out,
-            "complete -c {name} -n '__fish_use_subcommand' -a {} -d {}",
+            "complete -c {name} -n {} -a {} -d {}",
+            quoted(&top),
             c.name,
             quoted(&c.help)
         );

@@ -35,10 +35,16 @@ pub trait ProxySwitch: Send + Sync {
     /// address.
     fn set_enabled(&self, on: bool) -> std::io::Result<()>;
     /// Listens on `to` instead (port 0: any), closing the open connections; `false` when
-    /// `to` is where it listens already. On failure it stays where it was.
-    fn move_to(&self, to: &crate::net::HostPort) -> std::io::Result<bool>;
-    /// Closes the open connections and keeps listening.
-    fn drop_connections(&self);
+    /// `to` is where it listens already. On failure it stays where it was. By default a
+    /// proxy cannot move.
+    fn move_to(&self, to: &crate::net::HostPort) -> std::io::Result<bool> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("this proxy cannot move to {to}"),
+        ))
+    }
+    /// Closes the open connections and keeps listening (by default there are none to close).
+    fn drop_connections(&self) {}
 }
 
 /// One proxy of the process as Toxiproxy's routes see it: its live settings and its switch.
@@ -130,24 +136,27 @@ pub fn route(state: &ControlState, method: &Method, target: &str, body: &[u8]) -
     if toxiproxy::owns(path) {
         return toxiproxy::route(state, method, path, body);
     }
-    let target = match Target::of(state, query) {
-        Ok(t) => t,
-        Err(a) => return a,
+    // Only the routes of one proxy look at `?proxy=`.
+    let on = |answer: &dyn Fn(&Target) -> Answer| match Target::of(state, query) {
+        Ok(t) => answer(&t),
+        Err(a) => a,
     };
     match (path, method) {
-        ("/behavior", Method::Get) => ok(json!({"behavior": target.hub.current().mix.to_string()})),
-        ("/behavior", Method::Put) => put_behavior(state, &target, body),
+        ("/behavior", Method::Get) => {
+            on(&|t| ok(json!({"behavior": t.hub.current().mix.to_string()})))
+        }
+        ("/behavior", Method::Put) => on(&|t| put_behavior(state, t, body)),
         ("/behaviors", Method::Get) if query.split('&').any(|q| q == "details") => {
             ok(behavior_details(&state.registry))
         }
         ("/behaviors", Method::Get) => ok(json!({"behaviors": state.registry.behavior_names()})),
         ("/backend", Method::Get) => {
-            ok(json!({"backend": target.hub.current().backend.to_string()}))
+            on(&|t| ok(json!({"backend": t.hub.current().backend.to_string()})))
         }
-        ("/backend", Method::Put) => put_backend(&target, body),
-        ("/stats", Method::Get) => ok(stats_json(&target)),
-        ("/proxy", Method::Get) => proxy_answer(&target),
-        ("/proxy", Method::Put) => put_proxy(&target, body),
+        ("/backend", Method::Put) => on(&|t| put_backend(t, body)),
+        ("/stats", Method::Get) => on(&|t| ok(stats_json(t))),
+        ("/proxy", Method::Get) => on(&proxy_answer),
+        ("/proxy", Method::Put) => on(&|t| put_proxy(t, body)),
         ("/behavior" | "/behaviors" | "/backend" | "/stats" | "/proxy" | "/metrics", _) => error(
             405,
             "method",

@@ -315,7 +315,8 @@ fn one_request(
                 }
                 match session.copy_body(req.body, reader, &mut body) {
                     Ok(())
-                        if path == "/metrics" && matches!(method, Method::Get | Method::Head) =>
+                        if path.trim_end_matches('/') == "/metrics"
+                            && matches!(method, Method::Get | Method::Head) =>
                     {
                         let text = super::metrics::render(&shared.state);
                         let r = Response::from_string(text).with_status_code(200);
@@ -351,7 +352,7 @@ fn one_request(
         let path = path.trim_end_matches('/');
         if super::toxiproxy::owns(path) {
             super::toxiproxy::allowed(path)
-        } else if path == "/behaviors" || path == "/stats" || path == "/metrics" {
+        } else if matches!(path, "/behaviors" | "/stats" | "/metrics") {
             "GET"
         } else {
             "GET, PUT"

@@ -315,11 +315,12 @@ fn update_proxy(name: &str, p: &ProxyRef, body: &[u8]) -> Answer {
             )
         }
     };
-    let upstream = upstream.filter(|u| *u != p.hub.current().backend);
-    if let Some(backend) = upstream {
-        log::info!("{name}: backend changed to {backend}");
-        p.hub.set_backend(backend);
-        p.switch.drop_connections();
+    // Down first when asked (a new address is then only recorded), the move next (it binds
+    // before anything changes, so its failure leaves the proxy as it was), then the rest.
+    if enabled == Some(false) {
+        if let Err(e) = p.switch.set_enabled(false) {
+            return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
+        }
     }
     if let Some(to) = listen {
         match p.switch.move_to(&to) {
@@ -328,8 +329,13 @@ fn update_proxy(name: &str, p: &ProxyRef, body: &[u8]) -> Answer {
             Err(e) => return error(500, format!("listen tcp {to}: {e}")),
         }
     }
-    if let Some(on) = enabled {
-        if let Err(e) = p.switch.set_enabled(on) {
+    if let Some(backend) = upstream.filter(|u| *u != p.hub.current().backend) {
+        log::info!("{name}: backend changed to {backend}");
+        p.hub.set_backend(backend);
+        p.switch.drop_connections();
+    }
+    if enabled == Some(true) {
+        if let Err(e) = p.switch.set_enabled(true) {
             return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
         }
     }

@@ -35,7 +35,7 @@ const WORKER_IDLE: Duration = Duration::from_secs(10);
 /// connection ends. Two or more keep a churning client from ever waiting on a hand-off.
 const MAX_ACCEPTORS: usize = 4;
 
-/// A bound proxy, ready to [`run`](Proxy::run).
+/// A bound proxy, ready to [start accepting](Proxy::start_accepting).
 pub struct Proxy {
     accept: Arc<Acceptor>,
 }
@@ -74,7 +74,7 @@ pub struct StopHandle {
 }
 
 impl StopHandle {
-    /// Stops accepting and shuts every live connection down; `run` then returns.
+    /// Stops accepting and shuts every live connection down.
     pub fn stop(&self) {
         let control = &self.accept.control;
         if control.stopping.swap(true, Ordering::SeqCst) {
@@ -127,15 +127,8 @@ impl Switch {
         if a.stopping() {
             return Err(io::Error::other("the proxy is stopping"));
         }
-        let addr = a.addr();
-        let host = crate::net::HostPort {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        };
-        let fresh = crate::net::listen(&host, a.ctx.settings.backlog)?;
-        socket2::SockRef::from(&fresh).set_read_timeout(a.ctx.accepted_read_timeout)?;
+        let (fresh, bound) = a.bind(a.addr())?;
         // A move to port 0 records the port it got.
-        let bound = fresh.local_addr()?;
         *a.addr.lock().unwrap_or_else(|p| p.into_inner()) = bound;
         *listener = Arc::new(fresh);
         a.enabled.store(true, Ordering::SeqCst);
@@ -147,25 +140,32 @@ impl Switch {
         Ok(())
     }
 
-    /// Moves the proxy to listen on `to` (port 0: any): its open connections close, and it
-    /// listens there at once when it is up, else when it comes up. When the new address
-    /// cannot be bound, the proxy stays where it was and the error is returned.
+    /// Moves the proxy to listen on `to` (port 0: any). Up, the new address is bound first
+    /// (a failure changes nothing), then the listening threads turn to it, the old listener
+    /// closes and so do the open connections; there is no moment with no listener. Down,
+    /// `to` is only checked to be bindable and recorded: the proxy listens there when it
+    /// comes up. One lock with [`Switch::set_enabled`]: a move and a switch never interleave.
     pub fn move_to(&self, to: SocketAddr) -> io::Result<()> {
-        let was_on = self.enabled();
-        let before = self.addr();
-        if was_on {
-            self.set_enabled(false)?;
-        }
-        *self.accept.addr.lock().unwrap_or_else(|p| p.into_inner()) = to;
-        if !was_on {
+        let a = &self.accept;
+        let mut listener = a.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if !a.enabled.load(Ordering::SeqCst) {
+            drop(a.bind(to)?);
+            *a.addr.lock().unwrap_or_else(|p| p.into_inner()) = to;
             return Ok(());
         }
-        self.set_enabled(true).inspect_err(|_| {
-            *self.accept.addr.lock().unwrap_or_else(|p| p.into_inner()) = before;
-            if let Err(e) = self.set_enabled(true) {
-                log::error!("proxy stays down: cannot listen on {before} again: {e}");
-            }
-        })
+        if a.stopping() {
+            return Err(io::Error::other("the proxy is stopping"));
+        }
+        let (fresh, bound) = a.bind(to)?;
+        let old = std::mem::replace(&mut *listener, Arc::new(fresh));
+        *a.addr.lock().unwrap_or_else(|p| p.into_inner()) = bound;
+        drop(listener);
+        // Threads waiting in accept() on the old listener wake up and take the new one.
+        a.close_listener(&old);
+        a.ctx.tracker.close_all();
+        a.ctx.parking.close_all();
+        log::info!("proxy moved: listening on {bound}");
+        Ok(())
     }
 
     /// Closes the open connections and keeps listening (a new backend: clients reconnect to it).
@@ -313,6 +313,18 @@ impl Acceptor {
 
     fn addr(&self) -> SocketAddr {
         *self.addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A listener on `addr`, as accepting threads want it; and the address it got.
+    fn bind(&self, addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
+        let host = crate::net::HostPort {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        };
+        let fresh = crate::net::listen(&host, self.ctx.settings.backlog)?;
+        socket2::SockRef::from(&fresh).set_read_timeout(self.ctx.accepted_read_timeout)?;
+        let bound = fresh.local_addr()?;
+        Ok((fresh, bound))
     }
 
     /// Whether accepting threads should leave: the proxy stops or is down.

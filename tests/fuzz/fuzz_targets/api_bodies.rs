@@ -94,8 +94,13 @@ fn state() -> &'static ControlState {
     })
 }
 
-const PATHS: [&str; 14] = [
+const PATHS: [&str; 19] = [
     "/behavior",
+    "/behavior?proxy=vaurien",
+    "/backend?proxy=%76aurien",
+    "/stats?proxy=nope",
+    "/proxy?proxy=vaur%ZZien",
+    "/metrics",
     "/behaviors",
     "/backend",
     "/stats",
