@@ -11,8 +11,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
-deb=$(ls target/debian/vaurien_*.deb 2>/dev/null | head -n 1)
-[ -n "$deb" ] || { echo "deb-check: no package in target/debian: run make deb" >&2; exit 1; }
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+deb="target/debian/vaurien_${version}_$(dpkg --print-architecture).deb"
+[ -f "$deb" ] || { echo "deb-check: no $deb: run make deb" >&2; exit 1; }
 if dpkg-query -W vaurien >/dev/null 2>&1 && [ "$(dpkg-query -W -f '${Status}' vaurien)" = "install ok installed" ]; then
     echo "deb-check: vaurien is installed already; not touching it" >&2
     exit 1
@@ -21,7 +22,12 @@ fi
 fail() { echo "deb-check: FAILED: $*" >&2; exit 1; }
 step() { echo "deb-check: $*"; }
 
+# From here on, a failure purges what it installed, so that the next run starts clean.
+installed=
+purge() { [ -n "$installed" ] && $SUDO dpkg -P vaurien >/dev/null 2>&1 || true; }
+trap purge EXIT
 $SUDO dpkg -i "$deb"
+installed=yes
 files=$(dpkg -L vaurien)
 step "installed $(echo "$files" | wc -l) paths"
 
@@ -33,10 +39,10 @@ bash -c 'source /usr/share/bash-completion/completions/vaurien && complete -p va
     || fail "the bash completion of vaurien"
 [ ! -e /etc/systemd/system/multi-user.target.wants/vaurien.service ] \
     || fail "the unit is enabled: it must be installed disabled"
-grep -q '^ExecStart=/usr/bin/vaurien --config /etc/vaurien/vaurien.ini' /lib/systemd/system/vaurien.service \
+grep -q '^ExecStart=/usr/bin/vaurien --config /etc/vaurien/vaurien.ini' /usr/lib/systemd/system/vaurien.service \
     || fail "the unit does not run the installed INI"
 if command -v systemd-analyze >/dev/null; then
-    systemd-analyze verify /lib/systemd/system/vaurien.service || fail "systemd-analyze verify"
+    systemd-analyze verify /usr/lib/systemd/system/vaurien.service || fail "systemd-analyze verify"
     step "systemd-analyze verify: the unit is valid"
 fi
 
@@ -46,6 +52,7 @@ cleanup() {
     [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null || true
     [ -n "${echo_pid:-}" ] && kill "$echo_pid" 2>/dev/null || true
     rm -rf "$work"
+    purge
 }
 trap cleanup EXIT
 python3 -u -c '
@@ -96,6 +103,7 @@ left=$(echo "$files" | while read -r f; do [ -e "$f" ] && [ ! -d "$f" ] && echo 
 [ "$left" = "/etc/vaurien/vaurien.ini" ] || fail "after dpkg -r, left: ${left:-nothing}"
 step "dpkg -r: every file gone but the conffile /etc/vaurien/vaurien.ini"
 $SUDO dpkg -P vaurien
+installed=
 left=$(echo "$files" | while read -r f; do [ -e "$f" ] && [ ! -d "$f" ] && echo "$f"; done || true)
 [ -z "$left" ] || fail "after dpkg -P, left: $left"
 [ ! -e /etc/vaurien ] || fail "after dpkg -P, /etc/vaurien is left"

@@ -43,7 +43,7 @@ d usr/share/doc/vaurien/examples
 d usr/share/bash-completion/completions
 d usr/share/zsh/vendor-completions
 d usr/share/fish/vendor_completions.d
-d lib/systemd/system
+d usr/lib/systemd/system
 d etc/vaurien
 
 for b in vaurien vaurienctl; do
@@ -60,7 +60,7 @@ install -m 644 README.md "$stage/usr/share/doc/vaurien/README.md"
 install -m 644 src/dist/vaurien.ini "$stage/usr/share/doc/vaurien/examples/vaurien.ini"
 install -m 644 src/dist/vaurien.ini "$stage/etc/vaurien/vaurien.ini"
 install -m 644 src/dist/copyright "$stage/usr/share/doc/vaurien/copyright"
-install -m 644 src/dist/vaurien.service "$stage/lib/systemd/system/vaurien.service"
+install -m 644 src/dist/vaurien.service "$stage/usr/lib/systemd/system/vaurien.service"
 # A native package's changelog, in Debian's format; its date is the last commit's, so that
 # two builds of one commit give the same package.
 when=$(git log -1 --format=%cD 2>/dev/null || date -R)
@@ -72,8 +72,14 @@ shlibs_dir=$(mktemp -d)
 trap 'rm -rf "$shlibs_dir"' EXIT
 mkdir -p "$shlibs_dir/debian"
 printf 'Source: vaurien\n\nPackage: vaurien\nArchitecture: any\n' > "$shlibs_dir/debian/control"
-depends=$(cd "$shlibs_dir" && dpkg-shlibdeps -O -e"$OLDPWD/$stage/usr/bin/vaurien" \
-    -e"$OLDPWD/$stage/usr/bin/vaurienctl" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+top=$PWD
+if ! shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps -O -e"$top/$stage/usr/bin/vaurien" \
+    -e"$top/$stage/usr/bin/vaurienctl" 2>"$shlibs_dir/errors"); then
+    echo "make deb: dpkg-shlibdeps failed:" >&2
+    cat "$shlibs_dir/errors" >&2
+    exit 1
+fi
+depends=$(echo "$shlibs" | sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { echo "make deb: dpkg-shlibdeps found no dependency" >&2; exit 1; }
 
 installed_kib=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
