@@ -502,3 +502,47 @@ fn an_ini_file_with_two_proxies_and_a_toxic_on_the_second_slows_only_the_second(
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_drop_ins_seed_replays_which_connections_draw_a_toxicity_half_toxic() {
+    const CONNECTIONS: usize = 60;
+    let echo = Backend::echo();
+    let dir = fresh_dir("vaurien-dropin-seed").expect("temp dir");
+    let config = dir.join("toxiproxy.json");
+    let json = json!([{
+        "name": "half", "listen": "127.0.0.1:0", "upstream": echo.arg(),
+        "toxics": [{"type": "latency", "toxicity": 0.5, "attributes": {"latency": 50}}]
+    }]);
+    std::fs::write(&config, json.to_string()).unwrap();
+    let slow_ones = || -> Vec<usize> {
+        let (_server, http) = toxiproxy_server(
+            std::path::Path::new(vaurien_bin()),
+            &[
+                "--toxiproxy",
+                "-host=127.0.0.1",
+                "-port=0",
+                "-seed=7",
+                "-config",
+                config.to_str().unwrap(),
+            ],
+        );
+        let (_, proxy) = api(http, "GET", "/proxies/half", "", "");
+        let addr: std::net::SocketAddr = proxy["listen"].as_str().unwrap().parse().unwrap();
+        (0..CONNECTIONS)
+            .filter(|_| {
+                let mut client = connect(addr);
+                let t = Instant::now();
+                assert_eq!(exchange(&mut client, b"a"), b"a");
+                t.elapsed() >= Duration::from_millis(50)
+            })
+            .collect()
+    };
+    let first = slow_ones();
+    assert!(
+        (CONNECTIONS / 4..=3 * CONNECTIONS / 4).contains(&first.len()),
+        "{} of {CONNECTIONS} connections drew a toxicity 0.5 toxic",
+        first.len()
+    );
+    assert_eq!(first, slow_ones(), "-seed 7 drew other connections");
+    let _ = std::fs::remove_dir_all(&dir);
+}
