@@ -80,25 +80,55 @@ fn every_help_flag_and_command_is_in_each_completion_script() {
     }
 }
 
+/// The words bash makes of `line` for a completion: split at spaces, then at `:` and `=`
+/// (in its `COMP_WORDBREAKS`), which are words of their own; an empty last word after a
+/// space.
+fn comp_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for token in line.split_whitespace() {
+        let mut word = String::new();
+        for c in token.chars() {
+            if c == ':' || c == '=' {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                words.push(c.to_string());
+            } else {
+                word.push(c);
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+    }
+    if line.ends_with(' ') || line.ends_with(':') || line.ends_with('=') {
+        words.push(String::new());
+    }
+    words
+}
+
 /// What bash offers for the last word of `line` (a partial word, or empty after a space),
-/// with `program`'s script sourced; sorted.
+/// with `program`'s script sourced, given the words and line as bash gives them; sorted.
 fn bash_offers(program: &str, line: &str) -> Vec<String> {
     let name = std::path::Path::new(program)
         .file_name()
         .unwrap()
         .to_string_lossy()
         .into_owned();
+    let words: String = comp_words(line).iter().map(|w| format!("{w}\n")).collect();
     let script = format!(
         "source <('{program}' --completions bash) || exit 3\n\
-         read -ra COMP_WORDS <<< \"$LINE\"\n\
-         [[ \"$LINE\" == *' ' ]] && COMP_WORDS+=('')\n\
+         mapfile -t COMP_WORDS < <(printf '%s' \"$WORDS\")\n\
          COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))\n\
-         _{}\n\
-         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
-        name
+         COMP_LINE=\"$LINE\"; COMP_POINT=${{#LINE}}\n\
+         _{name}\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\""
     );
     let mut cmd = Command::new("bash");
-    cmd.arg("-c").arg(script).env("LINE", line);
+    cmd.arg("-c")
+        .arg(script)
+        .env("LINE", line)
+        .env("WORDS", words);
     let run = run_tool(cmd, None, Duration::from_secs(10));
     assert!(run.out.status.success(), "bash: {}", run.stderr());
     let mut offers: Vec<String> = String::from_utf8_lossy(&run.out.stdout)
@@ -151,6 +181,25 @@ fn bash_completes_flags_behaviors_and_commands() {
         "vaurienctl --proxy replica set-behavior ha",
     );
     assert_eq!(after_proxy, ["hang"]);
+    // Mixes: each name after a `:` (bash replaces what follows it) or a `,`.
+    assert_eq!(
+        bash_offers(vaurien_bin(), "vaurien --behavior 20:de"),
+        ["delay"]
+    );
+    assert_eq!(
+        bash_offers(vaurien_bin(), "vaurien --behavior 20:delay,5:er"),
+        ["error"]
+    );
+    assert_eq!(
+        bash_offers(vaurien_bin(), "vaurien --behavior 20:delay,bl"),
+        ["delay,blackout"]
+    );
+    assert_eq!(
+        bash_offers(vaurienctl_bin(), "vaurienctl set-behavior 30:sl"),
+        ["slicer", "slow_close"]
+    );
+    let after_mix = bash_offers(vaurien_bin(), "vaurien --behavior 20:delay --http-h");
+    assert_eq!(after_mix, ["--http-host"]);
     // A flag's value spelt like a command is still the flag's value.
     let named_list = bash_offers(vaurienctl_bin(), "vaurienctl --proxy list set-behavior ha");
     assert_eq!(named_list, ["hang"]);

@@ -40,6 +40,8 @@ pub enum Takes {
     Value(String),
     /// One of these words.
     OneOf(Vec<String>),
+    /// A mix of these words (`20:delay,5:error`): each name after a `:` or a `,` completes.
+    Mix(Vec<String>),
     /// A file name.
     File,
 }
@@ -132,7 +134,7 @@ pub fn vaurien(registry: &Registry) -> Program {
         .map(|(flag, spec)| {
             let takes = match (spec.name, spec.kind) {
                 (_, OptKind::Bool) => Takes::Nothing,
-                ("behavior", _) => Takes::OneOf(behaviors.clone()),
+                ("behavior", _) => Takes::Mix(behaviors.clone()),
                 ("protocol", _) => Takes::OneOf(protocols.clone()),
                 ("log_level", _) => Takes::OneOf(
                     crate::config::settings::LOG_LEVELS
@@ -189,7 +191,7 @@ fn quoted(text: &str) -> String {
 /// The words a flag's value is completed from, as one shell word list.
 fn values(takes: &Takes) -> Option<String> {
     match takes {
-        Takes::OneOf(words) => Some(words.join(" ")),
+        Takes::OneOf(words) | Takes::Mix(words) => Some(words.join(" ")),
         _ => None,
     }
 }
@@ -261,8 +263,6 @@ fn bash(program: &Program) -> String {
     }
     let _ = writeln!(out, "        esac");
     let _ = writeln!(out, "    done");
-    // A flag's value: what the flag takes, in the context typed so far.
-    let _ = writeln!(out, "    case \"$path|$prev\" in");
     let mut contexts: Vec<(String, &[Flag])> = vec![(String::new(), &program.flags[..])];
     for c in &program.commands {
         contexts.push((c.name.clone(), &c.flags[..]));
@@ -270,6 +270,44 @@ fn bash(program: &Program) -> String {
             contexts.push((format!("{} {}", c.name, s.name), &s.flags[..]));
         }
     }
+    // A mix: bash cuts the word at `:`, so the whole word and the one before it come from
+    // the line itself.
+    let mut mixes: Vec<(String, String)> = Vec::new();
+    for (path, flags) in &contexts {
+        for flag in flags.iter() {
+            if let Takes::Mix(words) = &flag.takes {
+                mixes.push((format!("\"{path}|--{}\"", flag.long), words.join(" ")));
+            }
+        }
+    }
+    for c in &program.commands {
+        if let Takes::Mix(words) = &c.words {
+            mixes.push((format!("\"{0}|{0}\"", c.name), words.join(" ")));
+        }
+    }
+    if !mixes.is_empty() {
+        let _ = writeln!(
+            out,
+            "    local line=\"${{COMP_LINE:0:COMP_POINT}}\" full before"
+        );
+        let _ = writeln!(out, "    full=\"${{line##*[[:space:]]}}\"");
+        let _ = writeln!(out, "    before=\"${{line%\"$full\"}}\"");
+        let _ = writeln!(
+            out,
+            "    before=\"${{before%\"${{before##*[![:space:]]}}\"}}\""
+        );
+        let _ = writeln!(out, "    case \"$path|${{before##*[[:space:]]}}\" in");
+        for (pattern, words) in &mixes {
+            let _ = writeln!(
+                out,
+                "        {pattern}) {f}_mix \"$full\" {}; return ;;",
+                quoted(words)
+            );
+        }
+        let _ = writeln!(out, "    esac");
+    }
+    // A flag's value: what the flag takes, in the context typed so far.
+    let _ = writeln!(out, "    case \"$path|$prev\" in");
     for (path, flags) in &contexts {
         for flag in flags.iter() {
             let mut names = vec![format!("--{}", flag.long)];
@@ -281,7 +319,7 @@ fn bash(program: &Program) -> String {
                 Takes::Nothing => continue,
                 Takes::File => "COMPREPLY=($(compgen -f -- \"$cur\")); return".to_string(),
                 Takes::Value(_) => "COMPREPLY=(); return".to_string(),
-                Takes::OneOf(_) => format!(
+                Takes::OneOf(_) | Takes::Mix(_) => format!(
                     "COMPREPLY=($(compgen -W {} -- \"$cur\")); return",
                     quoted(&values(&flag.takes).unwrap_or_default())
                 ),
@@ -330,6 +368,21 @@ fn bash(program: &Program) -> String {
     }
     let _ = writeln!(out, "    esac");
     let _ = writeln!(out, "}}");
+    // The part of a mix bash replaces is what follows the word's last `:`; a name there
+    // may follow a `,` too.
+    let _ = writeln!(out, "{f}_mix() {{");
+    let _ = writeln!(out, "    local region=\"${{1##*:}}\" head=\"\"");
+    let _ = writeln!(
+        out,
+        "    [[ \"$region\" == *,* ]] && head=\"${{region%,*}},\""
+    );
+    let _ = writeln!(
+        out,
+        "    COMPREPLY=($(compgen -P \"$head\" -W \"$2\" -- \"${{region##*,}}\"))"
+    );
+    // No space after a name: a `,` and the next entry may follow.
+    let _ = writeln!(out, "    compopt -o nospace 2>/dev/null || true");
+    let _ = writeln!(out, "}}");
     let _ = writeln!(out, "complete -F {f} {}", program.name);
     out
 }
@@ -351,7 +404,7 @@ fn zsh_flag_specs(flags: &[Flag]) -> Vec<String> {
             Takes::Nothing => String::new(),
             Takes::File => ":file:_files".to_string(),
             Takes::Value(name) => format!(":{}: ", zsh_help(&name.to_ascii_lowercase())),
-            Takes::OneOf(words) => format!(":value:({})", words.join(" ")),
+            Takes::OneOf(words) | Takes::Mix(words) => format!(":value:({})", words.join(" ")),
         };
         let help = zsh_help(&f.help);
         specs.push(format!("'--{}[{help}]{action}'", f.long));
@@ -376,7 +429,9 @@ fn zsh_commands(out: &mut String, indent: &str, what: &str, commands: &[Command]
 fn zsh_arguments(out: &mut String, indent: &str, c: &Command) {
     let mut specs = zsh_flag_specs(&c.flags);
     match &c.words {
-        Takes::OneOf(words) => specs.push(format!("'*:value:({})'", words.join(" "))),
+        Takes::OneOf(words) | Takes::Mix(words) => {
+            specs.push(format!("'*:value:({})'", words.join(" ")))
+        }
         Takes::File => specs.push("'*:file:_files'".to_string()),
         _ => specs.push("'*: :'".to_string()),
     }
@@ -468,7 +523,9 @@ fn fish(program: &Program) -> String {
             Takes::Nothing => {}
             Takes::File => line.push_str(" -r -F"),
             Takes::Value(_) => line.push_str(" -x"),
-            Takes::OneOf(words) => line.push_str(&format!(" -x -a {}", quoted(&words.join(" ")))),
+            Takes::OneOf(words) | Takes::Mix(words) => {
+                line.push_str(&format!(" -x -a {}", quoted(&words.join(" "))))
+            }
         }
         line.push_str(&format!(" -d {}", quoted(&f.help)));
         let _ = writeln!(out, "{line}");

@@ -61,7 +61,7 @@ pub fn program() -> Program {
         ..Command::new("toxic", "add, update or remove a toxic")
     };
     let set_behavior = Command {
-        words: Takes::OneOf(behaviors),
+        words: Takes::Mix(behaviors),
         ..Command::new("set-behavior", "set a behavior or mix, with options")
     };
     Program {
