@@ -54,6 +54,21 @@ impl From<std::io::Error> for ClientError {
     }
 }
 
+/// `name` as one segment of a path or a query value: every byte but letters, digits and
+/// `-_.~` percent-encoded.
+pub fn escaped(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// A control API client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -104,18 +119,7 @@ impl Client {
     fn original(&self, path: &str) -> String {
         match &self.proxy {
             None => path.to_string(),
-            Some(name) => {
-                let mut target = format!("{path}?proxy=");
-                for b in name.bytes() {
-                    match b {
-                        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                            target.push(char::from(b))
-                        }
-                        _ => target.push_str(&format!("%{b:02X}")),
-                    }
-                }
-                target
-            }
+            Some(name) => format!("{path}?proxy={}", escaped(name)),
         }
     }
 
@@ -224,13 +228,17 @@ impl Client {
     /// `type` and, when not the defaults, `name`, `stream`, `toxicity` and `attributes`.
     /// The toxic as the proxy made it.
     pub fn add_toxic(&self, proxy: &str, toxic: &Json) -> Result<Json, ClientError> {
-        self.request("POST", &format!("/proxies/{proxy}/toxics"), Some(toxic))
+        self.request(
+            "POST",
+            &format!("/proxies/{}/toxics", escaped(proxy)),
+            Some(toxic),
+        )
     }
 
     /// Removes toxic `name` of `proxy`.
     pub fn remove_toxic(&self, proxy: &str, name: &str) -> Result<(), ClientError> {
-        self.request("DELETE", &format!("/proxies/{proxy}/toxics/{name}"), None)
-            .map(drop)
+        let path = format!("/proxies/{}/toxics/{}", escaped(proxy), escaped(name));
+        self.request("DELETE", &path, None).map(drop)
     }
 
     /// The proxy's counters.

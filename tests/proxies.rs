@@ -317,3 +317,32 @@ fn moves_and_switches_at_once_leave_the_proxy_where_it_says_it_is() {
     let at: SocketAddr = proxy["listen"].as_str().unwrap().parse().unwrap();
     assert_eq!(exchange(&mut connect(at), b"here"), b"here", "{proxy}");
 }
+
+#[test]
+fn names_in_toxiproxys_paths_are_percent_decoded_as_go_decodes_them() {
+    let echo = Backend::echo();
+    let (_p, http) = proxy_with_api(&echo);
+    create(
+        http,
+        &format!(r#"{{"name": "my db", "upstream": "{}"}}"#, echo.arg()),
+    );
+    let (status, proxy) = api(http, "GET", "/proxies/my%20db", "", "");
+    assert_eq!((status, proxy["name"].clone()), (200, json!("my db")));
+    add_toxic(http, "my%20db", r#"{"type": "latency", "name": "a+b"}"#);
+    let (status, toxic) = api(http, "GET", "/proxies/my%20db/toxics/a+b", "", "");
+    assert_eq!((status, toxic["name"].clone()), (200, json!("a+b")));
+    // vaurienctl encodes the names it puts in paths.
+    let host = format!("http://{http}");
+    let ctl = |args: &[&str]| vaurienctl(&[&["--host", host.as_str()][..], args].concat(), &[]);
+    let (status, _, err) = ctl(&["toxic", "add", "-n", "x y", "-t", "latency", "my db"]);
+    assert_eq!(status, 0, "{err}");
+    let (status, out, err) = ctl(&["inspect", "my db"]);
+    assert!(status == 0 && out.contains("x y"), "{out} {err}");
+    assert_eq!(ctl(&["toxic", "remove", "-n", "x y", "my db"]).0, 0);
+    assert_eq!(
+        ctl(&["delete", "my db"]),
+        (0, "Deleted proxy my db".into(), String::new())
+    );
+    let (status, _) = api(http, "GET", "/proxies/my%20db", "", "");
+    assert_eq!(status, 404);
+}

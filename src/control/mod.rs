@@ -193,7 +193,7 @@ impl Target {
         let named = query
             .split('&')
             .find_map(|q| q.strip_prefix("proxy="))
-            .map(percent_decoded);
+            .map(|v| percent_decoded(v, true));
         let Some(name) = named
             .as_deref()
             .filter(|n| *n != MAIN_PROXY || state.proxies.is_some())
@@ -222,8 +222,8 @@ impl Target {
     }
 }
 
-/// A query value with its `%XX` escapes decoded (and `+` as a space).
-fn percent_decoded(value: &str) -> String {
+/// `value` with its `%XX` escapes decoded, and `+` as a space in a query (`plus_is_space`).
+pub(crate) fn percent_decoded(value: &str, plus_is_space: bool) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -238,7 +238,7 @@ fn percent_decoded(value: &str) -> String {
                 out.push(b);
                 i += 3;
             }
-            (b'+', _) => {
+            (b'+', _) if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }

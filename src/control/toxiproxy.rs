@@ -54,7 +54,13 @@ fn no_content() -> Answer {
 
 /// Answers one of Toxiproxy's routes.
 pub fn route(state: &ControlState, method: &Method, path: &str, body: &[u8]) -> Answer {
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // Names are decoded as Go's router decodes them: `/proxies/my%20db` is `my db`.
+    let decoded: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|part| super::percent_decoded(part, false))
+        .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let proxy = |name: &str| state.proxies.as_ref().and_then(|d| d.get(name));
     match (parts.as_slice(), method) {
         (["version"], Method::Get) => ok(json!({ "version": TOXIPROXY_VERSION })),

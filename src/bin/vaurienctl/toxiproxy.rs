@@ -3,7 +3,7 @@
 //! routes of the control API. Each prints one short answer; a failure exits 1.
 
 use serde_json::{json, Map, Value as Json};
-use vaurien::client::{Client, ClientError};
+use vaurien::client::{escaped, Client, ClientError};
 
 /// Runs Toxiproxy command `command` with `args`; `None` when `command` is not one of them.
 pub fn run(client: &Client, command: &str, args: &[String]) -> Option<Result<String, String>> {
@@ -13,7 +13,7 @@ pub fn run(client: &Client, command: &str, args: &[String]) -> Option<Result<Str
         "toggle" | "tog" => one_name(args, "toggle").and_then(|p| toggle(client, &p)),
         "create" | "c" | "new" => create(client, args),
         "delete" | "d" => one_name(args, "delete").and_then(|p| {
-            request(client, "DELETE", &format!("/proxies/{p}"), None)
+            request(client, "DELETE", &format!("/proxies/{}", escaped(&p)), None)
                 .map(|_| format!("Deleted proxy {p}"))
         }),
         "toxic" | "t" => toxic(client, args),
@@ -56,7 +56,7 @@ fn list(client: &Client) -> Result<String, String> {
 }
 
 fn inspect(client: &Client, proxy: &str) -> Result<String, String> {
-    let p = request(client, "GET", &format!("/proxies/{proxy}"), None)?;
+    let p = request(client, "GET", &format!("/proxies/{}", escaped(proxy)), None)?;
     let mut lines = vec![format!(
         "{proxy}: listen {}, upstream {}, {}",
         p["listen"].as_str().unwrap_or("?"),
@@ -81,9 +81,9 @@ fn inspect(client: &Client, proxy: &str) -> Result<String, String> {
 }
 
 fn toggle(client: &Client, proxy: &str) -> Result<String, String> {
-    let p = request(client, "GET", &format!("/proxies/{proxy}"), None)?;
+    let p = request(client, "GET", &format!("/proxies/{}", escaped(proxy)), None)?;
     let on = p["enabled"] != true;
-    let path = format!("/proxies/{proxy}");
+    let path = format!("/proxies/{}", escaped(proxy));
     request(client, "POST", &path, Some(&json!({ "enabled": on })))?;
     Ok(format!(
         "Proxy {proxy} is now {}",
@@ -210,7 +210,7 @@ fn toxic(client: &Client, args: &[String]) -> Result<String, String> {
         ),
     };
     let attrs = attributes(&f.all(&["a", "attribute"]))?;
-    let path = format!("/proxies/{proxy}/toxics");
+    let path = format!("/proxies/{}/toxics", escaped(proxy));
     match sub.as_str() {
         "add" | "a" => {
             let kind = f.get(&["t", "type"]).ok_or("toxic add needs -t TYPE")?;
@@ -236,12 +236,17 @@ fn toxic(client: &Client, args: &[String]) -> Result<String, String> {
             if let Some(t) = toxicity {
                 body["toxicity"] = json!(t);
             }
-            request(client, "PATCH", &format!("{path}/{name}"), Some(&body))?;
+            request(
+                client,
+                "PATCH",
+                &format!("{path}/{}", escaped(name)),
+                Some(&body),
+            )?;
             Ok(format!("Updated toxic '{name}' on proxy '{proxy}'"))
         }
         "remove" | "r" | "delete" | "d" => {
             let name = name.ok_or("toxic remove needs -n NAME")?;
-            request(client, "DELETE", &format!("{path}/{name}"), None)?;
+            request(client, "DELETE", &format!("{path}/{}", escaped(name)), None)?;
             Ok(format!("Removed toxic '{name}' on proxy '{proxy}'"))
         }
         other => Err(format!(
