@@ -157,6 +157,19 @@ impl Proxies {
     }
 }
 
+/// Why a proxy could not listen on `at`, in Go's words where Toxiproxy's clients may match
+/// them (`listen tcp 127.0.0.1:3310: bind: address already in use`): the address is bound
+/// once more to learn why.
+fn listen_error(at: &HostPort, start: Error) -> String {
+    let resolved = crate::net::resolve(at)
+        .ok()
+        .and_then(|a| a.first().copied());
+    match (crate::net::listen(at, 1), resolved) {
+        (Err(e), Some(addr)) => crate::control::listen_failure(addr, &e),
+        _ => format!("listen tcp {at}: {start}"),
+    }
+}
+
 impl ProxyDirectory for Proxies {
     fn names(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
@@ -183,10 +196,9 @@ impl ProxyDirectory for Proxies {
         let backend = HostPort::parse(upstream).map_err(|e| bad("upstream", e))?;
         let config = self
             .base
-            .for_new_proxy(listen_at, backend, protocol)
+            .for_new_proxy(listen_at.clone(), backend, protocol)
             .map_err(|e| bad("protocol", e))?;
-        let proxy =
-            Running::start(&config).map_err(|e| (500, format!("listen tcp {listen}: {e}")))?;
+        let proxy = Running::start(&config).map_err(|e| (500, listen_error(&listen_at, e)))?;
         if !enabled {
             let _ = proxy.switch.set_enabled(false);
         }

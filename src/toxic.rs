@@ -145,9 +145,10 @@ pub fn build(
         .filter(|o| o.name != "stream")
         .filter_map(|o| Some((o.name.to_string(), json_of(values.get(o.name)?))))
         .collect();
+    // The type as given, an alias included (Toxiproxy's clients read `noop` back).
     Ok(Toxic::new(
         name.to_string(),
-        spec.name.to_string(),
+        kind.to_string(),
         stream,
         toxicity,
         shown,

@@ -202,7 +202,10 @@ fn a_proxy_moved_to_another_listen_or_upstream_restarts_and_keeps_its_toxics() {
     let body = format!(r#"{{"listen": "{}"}}"#, echo.arg());
     let (status, answer) = api(http, "POST", "/proxies/moving", &body, "");
     assert_eq!(status, 500, "{answer}");
-    assert!(answer["error"].as_str().unwrap().starts_with("listen tcp"));
+    assert_eq!(
+        answer["error"],
+        format!("listen tcp {}: bind: address already in use", echo.arg())
+    );
     assert_eq!(exchange(&mut connect(new), b"here"), b"here");
     // A new upstream: the open connection closes, new ones reach the new backend.
     let body = format!(r#"{{"upstream": "{}"}}"#, other.arg());
@@ -345,4 +348,46 @@ fn names_in_toxiproxys_paths_are_percent_decoded_as_go_decodes_them() {
     );
     let (status, _) = api(http, "GET", "/proxies/my%20db", "", "");
     assert_eq!(status, 404);
+}
+
+#[test]
+fn toxiproxys_words_for_noop_a_port_in_use_and_a_refusal() {
+    let echo = Backend::echo();
+    let (_p, http) = proxy_with_api(&echo);
+    // `noop` is read back as `noop`, named TYPE_STREAM.
+    let (status, toxic) = api(
+        http,
+        "POST",
+        "/proxies/vaurien/toxics",
+        r#"{"type": "noop"}"#,
+        "",
+    );
+    assert_eq!(status, 200, "{toxic}");
+    assert_eq!(
+        (toxic["type"].clone(), toxic["name"].clone()),
+        (json!("noop"), json!("noop_downstream"))
+    );
+    // Listening where something listens already: Go's words, as clients match them.
+    let body = format!(
+        r#"{{"name": "clash", "listen": "{}", "upstream": "{}"}}"#,
+        echo.arg(),
+        echo.arg()
+    );
+    let (status, answer) = api(http, "POST", "/proxies", &body, "");
+    let expected = format!("listen tcp {}: bind: address already in use", echo.arg());
+    assert_eq!(
+        (status, answer),
+        (500, json!({"error": expected, "status": 500}))
+    );
+    // The browser guard's refusal, on Toxiproxy's paths, is in Toxiproxy's shape.
+    let (status, answer) = api(
+        http,
+        "GET",
+        "/proxies",
+        "",
+        "Origin: http://evil.example\r\n",
+    );
+    assert_eq!(status, 403);
+    assert_eq!(answer["status"], 403, "{answer}");
+    assert!(answer["error"].is_string(), "{answer}");
 }

@@ -12,6 +12,7 @@ mod server;
 pub(crate) mod toxiproxy;
 
 pub use server::{Control, IDLE_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT};
+pub(crate) use toxiproxy::listen_failure;
 
 use crate::hub::Hub;
 use crate::mix::{BehaviorOptions, Mix};

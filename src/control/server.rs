@@ -339,6 +339,12 @@ fn one_request(
             }
         },
     };
+    // A refusal before the route (the guard, the token, a body too large or too slow) on
+    // one of Toxiproxy's paths is in Toxiproxy's shape, which its clients decode.
+    let answer = match super::toxiproxy::owns(path.trim_end_matches('/')) {
+        true => super::toxiproxy::in_its_shape(answer),
+        false => answer,
+    };
     if answer.status >= 400 {
         log::info!(
             "control: {peer} {method} {path} -> {} {}",

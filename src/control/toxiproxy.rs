@@ -32,6 +32,28 @@ pub fn allowed(path: &str) -> &'static str {
     }
 }
 
+/// Why listening on `at` failed, in Go's words where Toxiproxy's clients may match them
+/// (`listen tcp 127.0.0.1:3310: bind: address already in use`).
+pub(crate) fn listen_failure(at: impl std::fmt::Display, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let why = match e.kind() {
+        ErrorKind::AddrInUse => "bind: address already in use".to_string(),
+        ErrorKind::AddrNotAvailable => "bind: cannot assign requested address".to_string(),
+        ErrorKind::PermissionDenied => "bind: permission denied".to_string(),
+        _ => e.to_string(),
+    };
+    format!("listen tcp {at}: {why}")
+}
+
+/// `answer` in Toxiproxy's error shape, if it is an error in the original's
+/// (`{"errors": [{"description"}]}`); else as it is.
+pub fn in_its_shape(answer: Answer) -> Answer {
+    match answer.body["errors"][0]["description"].as_str() {
+        Some(description) if answer.status >= 400 => error(answer.status, description),
+        _ => answer,
+    }
+}
+
 /// Toxiproxy's error answer.
 fn error(status: u16, message: impl Into<String>) -> Answer {
     Answer {
@@ -325,14 +347,14 @@ fn update_proxy(name: &str, p: &ProxyRef, body: &[u8]) -> Answer {
     // before anything changes, so its failure leaves the proxy as it was), then the rest.
     if enabled == Some(false) {
         if let Err(e) = p.switch.set_enabled(false) {
-            return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
+            return error(500, listen_failure(p.switch.listen(), &e));
         }
     }
     if let Some(to) = listen {
         match p.switch.move_to(&to) {
             Ok(true) => log::info!("{name}: moved to {}", p.switch.listen()),
             Ok(false) => {}
-            Err(e) => return error(500, format!("listen tcp {to}: {e}")),
+            Err(e) => return error(500, listen_failure(&to, &e)),
         }
     }
     if let Some(backend) = upstream.filter(|u| *u != p.hub.current().backend) {
@@ -342,7 +364,7 @@ fn update_proxy(name: &str, p: &ProxyRef, body: &[u8]) -> Answer {
     }
     if enabled == Some(true) {
         if let Err(e) = p.switch.set_enabled(true) {
-            return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
+            return error(500, listen_failure(p.switch.listen(), &e));
         }
     }
     ok(proxy_json(name, p))
@@ -510,7 +532,7 @@ fn reset(state: &ControlState) -> Answer {
     for name in dir.names() {
         let Some(p) = dir.get(&name) else { continue };
         if let Err(e) = p.switch.set_enabled(true) {
-            return error(500, format!("listen tcp {}: {e}", p.switch.listen()));
+            return error(500, listen_failure(p.switch.listen(), &e));
         }
         let _ = change_toxics(&p, |_| Ok(Toxics::default()));
     }
