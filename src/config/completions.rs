@@ -212,6 +212,56 @@ fn function(program: &Program) -> String {
     format!("_{}", program.name.replace('-', "_"))
 }
 
+/// A place in a command line that bash completes: the commands typed so far (`path`, the
+/// last of them `name`, after `parent`), the flags taken there, and its next words.
+struct Context<'p> {
+    parent: String,
+    name: String,
+    path: String,
+    flags: &'p [Flag],
+    /// What the context's own words are.
+    words: &'p Takes,
+    /// The subcommands, else the words the context takes.
+    next: Vec<String>,
+}
+
+/// The program itself, each command, and each subcommand, in that order.
+fn bash_contexts(program: &Program) -> Vec<Context<'_>> {
+    fn of<'p>(parent: &str, c: &'p Command, out: &mut Vec<Context<'p>>) {
+        let path = match parent {
+            "" => c.name.clone(),
+            p => format!("{p} {}", c.name),
+        };
+        let next = match c.subcommands.is_empty() {
+            true => values(&c.words).into_iter().collect(),
+            false => c.subcommands.iter().map(|s| s.name.clone()).collect(),
+        };
+        out.push(Context {
+            parent: parent.to_string(),
+            name: c.name.clone(),
+            path: path.clone(),
+            flags: &c.flags,
+            words: &c.words,
+            next,
+        });
+        for s in &c.subcommands {
+            of(&path, s, out);
+        }
+    }
+    let mut out = vec![Context {
+        parent: String::new(),
+        name: String::new(),
+        path: String::new(),
+        flags: &program.flags,
+        words: &Takes::Nothing,
+        next: program.commands.iter().map(|c| c.name.clone()).collect(),
+    }];
+    for c in &program.commands {
+        of("", c, &mut out);
+    }
+    out
+}
+
 /// bash: a function that finds the command (and subcommand) typed so far, then completes a
 /// flag's value, a flag, or the next command word.
 fn bash(program: &Program) -> String {
@@ -250,39 +300,30 @@ fn bash(program: &Program) -> String {
             valued.join("|")
         );
     }
+    let contexts = bash_contexts(program);
     let _ = writeln!(out, "        case \"$path $w\" in");
-    for c in &program.commands {
-        let _ = writeln!(out, "            \" {}\") path=\"{}\" ;;", c.name, c.name);
-        for s in &c.subcommands {
-            let _ = writeln!(
-                out,
-                "            \"{0} {1}\") path=\"{0} {1}\" ;;",
-                c.name, s.name
-            );
-        }
+    for c in contexts.iter().skip(1) {
+        let _ = writeln!(
+            out,
+            "            \"{} {}\") path=\"{}\" ;;",
+            c.parent, c.name, c.path
+        );
     }
     let _ = writeln!(out, "        esac");
     let _ = writeln!(out, "    done");
-    let mut contexts: Vec<(String, &[Flag])> = vec![(String::new(), &program.flags[..])];
-    for c in &program.commands {
-        contexts.push((c.name.clone(), &c.flags[..]));
-        for s in &c.subcommands {
-            contexts.push((format!("{} {}", c.name, s.name), &s.flags[..]));
-        }
-    }
     // A mix: bash cuts the word at `:`, so the whole word and the one before it come from
     // the line itself.
     let mut mixes: Vec<(String, String)> = Vec::new();
-    for (path, flags) in &contexts {
-        for flag in flags.iter() {
+    for c in &contexts {
+        for flag in c.flags {
             if let Takes::Mix(words) = &flag.takes {
-                mixes.push((format!("\"{path}|--{}\"", flag.long), words.join(" ")));
+                mixes.push((format!("\"{}|--{}\"", c.path, flag.long), words.join(" ")));
             }
         }
     }
-    for c in &program.commands {
-        if let Takes::Mix(words) = &c.words {
-            mixes.push((format!("\"{0}|{0}\"", c.name), words.join(" ")));
+    for c in &contexts {
+        if let Takes::Mix(words) = c.words {
+            mixes.push((format!("\"{}|{}\"", c.path, c.name), words.join(" ")));
         }
     }
     if !mixes.is_empty() {
@@ -308,8 +349,9 @@ fn bash(program: &Program) -> String {
     }
     // A flag's value: what the flag takes, in the context typed so far.
     let _ = writeln!(out, "    case \"$path|$prev\" in");
-    for (path, flags) in &contexts {
-        for flag in flags.iter() {
+    for c in &contexts {
+        let path = &c.path;
+        for flag in c.flags {
             let mut names = vec![format!("--{}", flag.long)];
             if let Some(c) = flag.short {
                 names.push(format!("-{c}"));
@@ -330,39 +372,19 @@ fn bash(program: &Program) -> String {
     let _ = writeln!(out, "    esac");
     // A flag, or the next word of the context.
     let _ = writeln!(out, "    case \"$path\" in");
-    for (path, flags) in &contexts {
-        let words = match path.as_str() {
-            "" => program.commands.iter().map(|c| c.name.clone()).collect(),
-            p => {
-                let (top, sub) = p.split_once(' ').unwrap_or((p, ""));
-                let c = program.commands.iter().find(|c| c.name == top);
-                match (c, sub) {
-                    (Some(c), "") if !c.subcommands.is_empty() => {
-                        c.subcommands.iter().map(|s| s.name.clone()).collect()
-                    }
-                    (Some(c), "") => values(&c.words).map_or_else(Vec::new, |w| vec![w]),
-                    (Some(c), s) => c
-                        .subcommands
-                        .iter()
-                        .find(|x| x.name == s)
-                        .and_then(|x| values(&x.words))
-                        .map_or_else(Vec::new, |w| vec![w]),
-                    (None, _) => Vec::new(),
-                }
-            }
-        };
-        let _ = writeln!(out, "        \"{path}\")");
+    for c in &contexts {
+        let _ = writeln!(out, "        \"{}\")", c.path);
         let _ = writeln!(out, "            if [[ \"$cur\" == -* ]]; then");
         let _ = writeln!(
             out,
             "                COMPREPLY=($(compgen -W {} -- \"$cur\"))",
-            quoted(&flag_words(flags))
+            quoted(&flag_words(c.flags))
         );
         let _ = writeln!(out, "            else");
         let _ = writeln!(
             out,
             "                COMPREPLY=($(compgen -W {} -- \"$cur\"))",
-            quoted(&words.join(" "))
+            quoted(&c.next.join(" "))
         );
         let _ = writeln!(out, "            fi ;;");
     }
@@ -510,26 +532,6 @@ fn fish(program: &Program) -> String {
         "# fish completion for {name}; generated by `{name} --completions fish`."
     );
     let _ = writeln!(out, "complete -c {name} -e");
-    let fish_flag = |out: &mut String, condition: &str, f: &Flag| {
-        let mut line = format!("complete -c {name}");
-        if !condition.is_empty() {
-            line.push_str(&format!(" -n {}", quoted(condition)));
-        }
-        line.push_str(&format!(" -l {}", f.long));
-        if let Some(c) = f.short {
-            line.push_str(&format!(" -s {c}"));
-        }
-        match &f.takes {
-            Takes::Nothing => {}
-            Takes::File => line.push_str(" -r -F"),
-            Takes::Value(_) => line.push_str(" -x"),
-            Takes::OneOf(words) | Takes::Mix(words) => {
-                line.push_str(&format!(" -x -a {}", quoted(&words.join(" "))))
-            }
-        }
-        line.push_str(&format!(" -d {}", quoted(&f.help)));
-        let _ = writeln!(out, "{line}");
-    };
     let _ = writeln!(out, "complete -c {name} -f");
     // Not `__fish_use_subcommand`: it takes the value of `--proxy NAME` for a command.
     let names: Vec<&str> = program.commands.iter().map(|c| c.name.as_str()).collect();
@@ -538,55 +540,71 @@ fn fish(program: &Program) -> String {
         false => format!("not __fish_seen_subcommand_from {}", names.join(" ")),
     };
     for f in &program.flags {
-        fish_flag(&mut out, &top, f);
+        fish_flag(&mut out, name, &top, f);
     }
     for c in &program.commands {
-        let _ = writeln!(
-            out,
-            "complete -c {name} -n {} -a {} -d {}",
-            quoted(&top),
-            c.name,
-            quoted(&c.help)
-        );
-        let seen = format!("__fish_seen_subcommand_from {}", c.name);
-        let subs: Vec<&str> = c.subcommands.iter().map(|s| s.name.as_str()).collect();
-        for f in &c.flags {
-            fish_flag(&mut out, &seen, f);
-        }
-        if let Some(words) = values(&c.words) {
-            let _ = writeln!(
-                out,
-                "complete -c {name} -n {} -a {}",
-                quoted(&seen),
-                quoted(&words)
-            );
-        }
-        for s in &c.subcommands {
-            let _ = writeln!(
-                out,
-                "complete -c {name} -n {} -a {} -d {}",
-                quoted(&format!(
-                    "{seen}; and not __fish_seen_subcommand_from {}",
-                    subs.join(" ")
-                )),
-                s.name,
-                quoted(&s.help)
-            );
-            let inner = format!("{seen}; and __fish_seen_subcommand_from {}", s.name);
-            for f in &s.flags {
-                fish_flag(&mut out, &inner, f);
-            }
-            if let Some(words) = values(&s.words) {
-                let _ = writeln!(
-                    out,
-                    "complete -c {name} -n {} -a {}",
-                    quoted(&inner),
-                    quoted(&words)
-                );
-            }
-        }
+        let inside = format!("__fish_seen_subcommand_from {}", c.name);
+        fish_command(&mut out, name, &top, &inside, c);
     }
     out
+}
+
+/// fish: `command` offered where `offered` holds, its flags and words where `inside` holds,
+/// then its subcommands the same way, one level down.
+fn fish_command(out: &mut String, program: &str, offered: &str, inside: &str, command: &Command) {
+    let _ = writeln!(
+        out,
+        "complete -c {program} -n {} -a {} -d {}",
+        quoted(offered),
+        command.name,
+        quoted(&command.help)
+    );
+    for f in &command.flags {
+        fish_flag(out, program, inside, f);
+    }
+    if let Some(words) = values(&command.words) {
+        let _ = writeln!(
+            out,
+            "complete -c {program} -n {} -a {}",
+            quoted(inside),
+            quoted(&words)
+        );
+    }
+    let subs: Vec<&str> = command
+        .subcommands
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for s in &command.subcommands {
+        let offered = format!(
+            "{inside}; and not __fish_seen_subcommand_from {}",
+            subs.join(" ")
+        );
+        let deeper = format!("{inside}; and __fish_seen_subcommand_from {}", s.name);
+        fish_command(out, program, &offered, &deeper, s);
+    }
+}
+
+/// fish: one `complete` line for flag `f` where `condition` holds (empty: always).
+fn fish_flag(out: &mut String, program: &str, condition: &str, f: &Flag) {
+    let mut line = format!("complete -c {program}");
+    if !condition.is_empty() {
+        line.push_str(&format!(" -n {}", quoted(condition)));
+    }
+    line.push_str(&format!(" -l {}", f.long));
+    if let Some(c) = f.short {
+        line.push_str(&format!(" -s {c}"));
+    }
+    match &f.takes {
+        Takes::Nothing => {}
+        Takes::File => line.push_str(" -r -F"),
+        Takes::Value(_) => line.push_str(" -x"),
+        Takes::OneOf(words) | Takes::Mix(words) => {
+            line.push_str(&format!(" -x -a {}", quoted(&words.join(" "))))
+        }
+    }
+    line.push_str(&format!(" -d {}", quoted(&f.help)));
+    let _ = writeln!(out, "{line}");
 }
 
 #[cfg(test)]
