@@ -9,8 +9,15 @@ pub enum Error {
     Usage(String),
     /// A configuration file that cannot be read or is wrong: exit status 1.
     Config(String),
-    /// Anything else at start-up (address in use, no such host): exit status 1.
+    /// Anything else at start-up (no such host, no thread): exit status 1.
     Start(String),
+    /// The proxy cannot listen on `addr` (in use, not this host's): exit status 1.
+    Listen {
+        /// The address asked for, as given.
+        addr: String,
+        /// Why, as the system said it.
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -18,7 +25,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
-            Error::Config(_) | Error::Start(_) => 1,
+            Error::Config(_) | Error::Start(_) | Error::Listen { .. } => 1,
         }
     }
 }
@@ -28,6 +35,7 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) => write!(f, "{m} (see 'vaurien --help')"),
             Error::Config(m) | Error::Start(m) => f.write_str(m),
+            Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
         }
     }
 }

@@ -157,15 +157,14 @@ impl Proxies {
     }
 }
 
-/// Why a proxy could not listen on `at`, in Go's words where Toxiproxy's clients may match
-/// them (`listen tcp 127.0.0.1:3310: bind: address already in use`): the address is bound
-/// once more to learn why.
+/// Why a proxy could not start on `at`, in Go's words where Toxiproxy's clients may match
+/// them (`listen tcp 127.0.0.1:3310: bind: address already in use`).
 fn listen_error(at: &HostPort, start: Error) -> String {
     let resolved = crate::net::resolve(at)
         .ok()
         .and_then(|a| a.first().copied());
-    match (crate::net::listen(at, 1), resolved) {
-        (Err(e), Some(addr)) => crate::control::listen_failure(addr, &e),
+    match (&start, resolved) {
+        (Error::Listen { source, .. }, Some(addr)) => crate::control::listen_failure(addr, source),
         _ => format!("listen tcp {at}: {start}"),
     }
 }

@@ -207,8 +207,12 @@ impl Proxy {
                 settings.max_connections
             );
         }
-        let listener = crate::net::listen(&settings.proxy, settings.backlog)
-            .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", settings.proxy)))?;
+        let listener = crate::net::listen(&settings.proxy, settings.backlog).map_err(|source| {
+            Error::Listen {
+                addr: settings.proxy.to_string(),
+                source,
+            }
+        })?;
         let idle = idle_timeout(&settings);
         let accepted_read_timeout = if protocol.framing(&settings.backend).is_some() {
             idle
