@@ -48,7 +48,6 @@ impl ProxySwitch for Switched {
 
 /// A proxy accepting on worker threads of its own.
 pub(crate) struct Running {
-    pub addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub stats: Arc<Stats>,
     pub switch: Arc<Switched>,
@@ -59,9 +58,6 @@ impl Running {
     /// Binds the proxy `config` describes and starts accepting.
     pub fn start(config: &Config) -> Result<Running, Error> {
         let proxy = Proxy::bind(config)?;
-        let addr = proxy
-            .local_addr()
-            .map_err(|e| Error::Start(e.to_string()))?;
         let switch = Arc::new(Switched {
             switch: proxy.switch(),
             protocol: config.protocol().name().to_string(),
@@ -71,7 +67,6 @@ impl Running {
             Error::Start(format!("cannot start a thread to accept connections: {e}"))
         })?;
         Ok(Running {
-            addr,
             hub,
             stats,
             switch,
@@ -130,7 +125,7 @@ impl Proxies {
             log::info!(
                 "proxy {} listening on {}, backend {}",
                 decl.name,
-                proxy.addr,
+                proxy.switch.listen(),
                 decl.backend
             );
             self.insert(&decl.name, proxy);
@@ -201,7 +196,10 @@ impl ProxyDirectory for Proxies {
         if !enabled {
             let _ = proxy.switch.set_enabled(false);
         }
-        log::info!("proxy {name} created: {} -> {upstream}", proxy.addr);
+        log::info!(
+            "proxy {name} created: {} -> {upstream}",
+            proxy.switch.listen()
+        );
         let handle = proxy.handle();
         running.insert(name.to_string(), proxy);
         Ok(handle)

@@ -272,11 +272,6 @@ impl Proxy {
         })
     }
 
-    /// The address the proxy listens on (the real port when `--proxy` asked for port 0).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.accept.addr())
-    }
-
     /// The hub holding the live mix and backend.
     pub fn hub(&self) -> Arc<Hub> {
         self.accept.ctx.hub.clone()
