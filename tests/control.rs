@@ -20,9 +20,7 @@ fn with_api(extra: &[&str]) -> (ProxyProcess, SocketAddr) {
 }
 
 fn ctl(http: SocketAddr, args: &[&str]) -> (i32, String, String) {
-    let host = format!("http://{http}");
-    let all = [&["--host", host.as_str()][..], args].concat();
-    vaurienctl(&all, &[])
+    vaurienctl_at(http, args)
 }
 
 /// One ping-pong through the proxy on a new connection: Some(answer) or None when closed.

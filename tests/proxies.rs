@@ -243,8 +243,7 @@ fn the_original_commands_act_on_the_proxy_that_vaurienctl_proxy_names() {
         http,
         &format!(r#"{{"name": "second", "upstream": "{}"}}"#, echo.arg()),
     );
-    let host = format!("http://{http}");
-    let ctl = |args: &[&str]| vaurienctl(&[&["--host", host.as_str()][..], args].concat(), &[]);
+    let ctl = |args: &[&str]| vaurienctl_at(http, args);
     let on_second = |args: &[&str]| ctl(&[&["--proxy", "second"][..], args].concat());
     let (status, out, err) = on_second(&["set-behavior", "latency", "latency=300"]);
     assert_eq!(
@@ -335,8 +334,7 @@ fn names_in_toxiproxys_paths_are_percent_decoded_as_go_decodes_them() {
     let (status, toxic) = api(http, "GET", "/proxies/my%20db/toxics/a+b", "", "");
     assert_eq!((status, toxic["name"].clone()), (200, json!("a+b")));
     // vaurienctl encodes the names it puts in paths.
-    let host = format!("http://{http}");
-    let ctl = |args: &[&str]| vaurienctl(&[&["--host", host.as_str()][..], args].concat(), &[]);
+    let ctl = |args: &[&str]| vaurienctl_at(http, args);
     let (status, _, err) = ctl(&["toxic", "add", "-n", "x y", "-t", "latency", "my db"]);
     assert_eq!(status, 0, "{err}");
     let (status, out, err) = ctl(&["inspect", "my db"]);
@@ -355,14 +353,7 @@ fn toxiproxys_words_for_noop_a_port_in_use_and_a_refusal() {
     let echo = Backend::echo();
     let (_p, http) = proxy_with_api(&echo);
     // `noop` is read back as `noop`, named TYPE_STREAM.
-    let (status, toxic) = api(
-        http,
-        "POST",
-        "/proxies/vaurien/toxics",
-        r#"{"type": "noop"}"#,
-        "",
-    );
-    assert_eq!(status, 200, "{toxic}");
+    let toxic = add_toxic(http, "vaurien", r#"{"type": "noop"}"#);
     assert_eq!(
         (toxic["type"].clone(), toxic["name"].clone()),
         (json!("noop"), json!("noop_downstream"))

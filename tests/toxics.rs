@@ -307,8 +307,7 @@ fn vaurienctl_speaks_toxiproxy_clis_commands() {
 fn vaurienctl_creates_and_deletes_proxies() {
     let echo = Backend::echo();
     let (_p, http) = proxy_with_api(&echo);
-    let host = format!("http://{http}");
-    let ctl = |args: &[&str]| vaurienctl(&[&["--host", host.as_str()][..], args].concat(), &[]);
+    let ctl = |args: &[&str]| vaurienctl_at(http, args);
     let (status, out, err) = ctl(&["create", "-l", "127.0.0.1:0", "-u", &echo.arg(), "extra"]);
     assert_eq!(
         (status, out.as_str()),

@@ -234,10 +234,17 @@ pub fn proxy_with_api(backend: &Backend) -> (ProxyProcess, SocketAddr) {
     (p, http)
 }
 
-/// `POST /proxies/PROXY/toxics` with `body`, which must be taken (200).
-pub fn add_toxic(http: SocketAddr, proxy: &str, body: &str) {
+/// `POST /proxies/PROXY/toxics` with `body`, which must be taken (200): the toxic.
+pub fn add_toxic(http: SocketAddr, proxy: &str, body: &str) -> serde_json::Value {
     let (status, answer) = api(http, "POST", &format!("/proxies/{proxy}/toxics"), body, "");
     assert_eq!(status, 200, "a toxic on {proxy}: {body}: {answer}");
+    answer
+}
+
+/// `vaurienctl --host http://HTTP ARGS`, as [`vaurienctl`] answers.
+pub fn vaurienctl_at(http: SocketAddr, args: &[&str]) -> (i32, String, String) {
+    let host = format!("http://{http}");
+    vaurienctl(&[&["--host", host.as_str()][..], args].concat(), &[])
 }
 
 /// `PUT /behavior` with `body` (a JSON object), which must be taken (200).
